@@ -1,0 +1,5 @@
+"""``python -m careplane``: the same CLI as the ``careplane`` console script."""
+
+from careplane.cli import main
+
+main()

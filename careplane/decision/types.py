@@ -1,0 +1,86 @@
+"""The values the decision core takes and returns.
+
+``decide(policy, observations, state, now) -> (actions, new_state, explanation)``
+is pure: these are plain frozen values, no I/O handles, no clocks. The operator
+(live), ``careplane backtest`` (replay) and the sandbox fill
+:class:`Observations` the same way: raw metrics plus the outputs of the
+workload's models (:class:`ForecastSummary`, :class:`AnomalySummary`), which the
+stateful model layer computes before ``decide`` is called.
+
+Times are seconds (epoch in the operator, trace time in the backtest).
+``None`` always means *unknown*, never zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class ForecastSummary:
+    """Forecast demand over the provisioning window [now, now + podStartupSeconds + horizonSeconds]."""
+
+    mean: float  # highest forecast mean over the window, requests/s
+    upper: float  # highest forecast at the policy's quantile over the window, requests/s
+    lower: float  # lowest lower bound over the window, requests/s
+    horizon_seconds: int
+    model: str  # model in use (what `auto` chose)
+    model_error: float | None = None  # rolling out-of-sample MASE of that model
+
+
+@dataclass(frozen=True)
+class AnomalySummary:
+    """The workload's anomaly state after the latest samples."""
+
+    score: float  # anomaly probability in [0, 1]
+    active: bool  # an anomaly is in progress (with hysteresis)
+    signal: str | None  # what drove the score: "demand", "latency", "errors" or "backend:<name>"
+    since: float | None  # when the active anomaly started
+    signal_scores: Mapping[str, float] = field(default_factory=dict)  # score per signal
+
+
+@dataclass(frozen=True)
+class Observations:
+    """What is known at decision time. Any field may be missing (None)."""
+
+    demand: float | None  # requests/s
+    current_replicas: int | None  # spec.replicas of the target
+    ready_replicas: int | None  # replicas serving traffic
+    latency_seconds: float | None = None
+    error_rate: float | None = None  # 0..1
+    backend_error_rates: Mapping[str, float | None] = field(default_factory=dict)  # per routing backend
+    forecast: ForecastSummary | None = None
+    anomaly: AnomalySummary | None = None
+
+
+@dataclass(frozen=True)
+class CircuitBreakerSettings:
+    """The Istio DestinationRule fields careplane owns."""
+
+    max_pending_requests: int  # connectionPool.http.http1MaxPendingRequests
+    max_connections: int  # connectionPool.tcp.maxConnections
+    consecutive_5xx_errors: int  # outlierDetection.consecutive5xxErrors
+    base_ejection_seconds: int  # outlierDetection.baseEjectionTime
+    max_ejection_percent: int  # outlierDetection.maxEjectionPercent
+
+
+@dataclass(frozen=True)
+class Actions:
+    """What to set. ``None`` means leave it as it is (also every field in ForecastOnly/Paused)."""
+
+    replicas: int | None = None
+    circuit_breaker: CircuitBreakerSettings | None = None
+    weights: Mapping[str, int] | None = None  # backend name -> integer weight, summing to 100
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Why: the term that set the replica count, each term's value, and a sentence for people."""
+
+    reason: str  # e.g. "forecast", "reactive", "panic", "schedule", "min", "max", "step-limit", "stabilization", "fallback", "hold"
+    message: str  # one readable sentence, goes to status.lastDecision.reason and Events
+    terms: Mapping[str, float] = field(default_factory=dict)  # candidate replicas per term
+    metrics_available: bool = True
+    recommended_replicas: int | None = None  # what Active mode would set (reported in ForecastOnly too)
+    notes: tuple[str, ...] = ()  # circuit breaker / routing / anomaly remarks
