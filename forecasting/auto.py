@@ -1,0 +1,233 @@
+"""``auto``: pick or blend candidate models per horizon by their rolling out-of-sample error.
+
+Every candidate forecasts at every step (all are O(1)-updated models); when the
+actual arrives, each candidate's error at each horizon updates an
+exponentially weighted mean squared error (half-life one shortest season,
+within 300-3000 steps: multi-step errors are strongly autocorrelated, so a
+short memory makes the choice noise-driven; a long one keeps a model that broke). A blend
+(inverse-MSE weights over the candidates within 25% of the best rolling MSE) is scored the same way. At each
+horizon the forecast is the blend, unless the best single candidate's rolling
+error is clearly (3%) lower: on a series where one model is plainly best it is
+used; where several are close, picking the argmin would follow noise (the
+"forecast combination puzzle") and the blend is used.
+
+The choice and its rolling error (MASE: EW mean absolute error over the
+in-sample MAE of the seasonal naive) are exposed as ``chosen`` and
+``model_error`` for the CR status. Intervals are calibrated on auto's own output.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from careplane.forecasting.evaluation import mase_scale
+from careplane.forecasting.intervals import MAX_TRACKED_HORIZON
+from careplane.forecasting.lag_regression import LagRegression
+from careplane.forecasting.online import OnlineForecaster
+from careplane.forecasting.seasonal import Naive, SeasonalNaive
+
+BLEND_RATIO = 1.25
+RESELECT = 16
+SINGLE_MARGIN = 0.03
+RIVER_MIN_STEP = 300.0
+WINSOR = 5.0
+
+
+def _default_candidates(step_seconds: float) -> list[Callable[..., OnlineForecaster]]:
+    """Every model with O(1) updates; river's recursive multi-step forecast (~10 us per step ahead)
+    only where samples are at least RIVER_MIN_STEP apart, to keep auto within its per-sample budget
+    on fine (minute, 15 s) grids."""
+    from careplane.forecasting.fourier import FourierForecaster
+    from careplane.forecasting.holt_winters import HoltWinters
+    from careplane.forecasting.river_model import RiverForecaster
+    from careplane.forecasting.sarimax import HarmonicSarimax
+
+    out: list[Callable[..., OnlineForecaster]] = [Naive, SeasonalNaive, LagRegression, FourierForecaster, HoltWinters, HarmonicSarimax]
+    if step_seconds >= RIVER_MIN_STEP:
+        out.append(RiverForecaster)
+    return out
+
+
+class AutoForecaster(OnlineForecaster):
+    """Rolling-error selection over candidates plus their blend, per horizon."""
+
+    name = "auto"
+
+    def __init__(self, *, candidates: list[Callable[..., OnlineForecaster]] | None = None, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        factories = candidates if candidates is not None else _default_candidates(self.step)
+        shared = {
+            "step_seconds": self.step,
+            "seasonalities_seconds": self.seasonalities_seconds,
+            "seed": self.seed,
+            "max_horizon": self.max_horizon,
+            "refit_every": self.refit_every,
+            "calibrate": False,
+        }
+        self.candidates: list[OnlineForecaster] = [f(**shared) for f in factories]
+        self.names = [c.name for c in self.candidates] + ["blend"]
+        shortest = min(self.all_seasons, default=300)
+        halflife = float(np.clip(shortest, 300, 3000))
+        self._decay = 1.0 - 0.5 ** (1.0 / halflife)
+        self._alloc(self.max_horizon)
+        self._scale = math.nan
+        self._chosen = "lag_regression"
+        self.chosen_by_horizon: list[str] = []
+
+    def _alloc(self, horizons: int) -> None:
+        c = len(self.names)
+        self._h = min(MAX_TRACKED_HORIZON, max(1, horizons))
+        self._rows = self._h + 1
+        # forecasts filed by their TARGET slot: scoring an arriving sample is one plain slice
+        self._pred = np.full((self._rows, self._h, c), np.nan)
+        self._target = np.full((self._rows, self._h), -(10**12), dtype=np.int64)
+        self._cols = np.arange(self._h)
+        self._mse = np.full((self._h, c), np.nan)
+        self._mae = np.full((self._h, c), np.nan)
+        self._wsum = np.zeros((self._h, c))
+        self._sqsum = np.zeros((self._h, c))
+        self._absum = np.zeros((self._h, c))
+        self._hs = np.arange(1, self._h + 1)
+        self._bound = np.full((self._h, 1), np.inf)
+        self._buf = np.empty((c, self._h))
+        self._selected_k = -1
+        self._since_select = 0
+
+    def _grow(self, horizons: int) -> None:
+        """Track more horizons (a longer forecast was asked for) keeping the errors learned so far."""
+        old = {name: getattr(self, name) for name in ("_wsum", "_sqsum", "_absum", "_mse", "_mae")}
+        h_old = self._h
+        self._alloc(horizons)
+        for name, values in old.items():
+            getattr(self, name)[:h_old] = values
+        self._bound[:h_old] = np.inf
+
+    # ------------------------------------------------------------ hooks
+    def _fit_model(self) -> None:
+        if not self._fitted:
+            raw = self.hist.raw_view().copy()
+            filled = self.hist.filled_view().copy()
+            for cand in self.candidates:
+                cand.t0 = self.t0
+                cand.hist.load(raw, filled)
+                cand.hist.offset = self.hist.offset
+                cand.nonnegative = self.nonnegative
+                cand.n_observed = self.n_observed
+                cand._refit()
+        observed = self.hist.raw_view()
+        season = max(self.usable_seasons(min_cycles=1.5), default=1)
+        self._scale = mase_scale(observed[-20000:], season)
+
+    def _final_refit(self) -> None:
+        for cand in self.candidates:
+            cand._refit()
+        self._refit()
+
+    def _update(self, y: float) -> None:
+        index = self.hist.next_index - 1
+        if not math.isnan(y):
+            self._score(index, y)
+        for cand in self.candidates:
+            cand._learn_slot(y)
+            if y < 0:
+                cand.nonnegative = False
+
+    def _score(self, index: int, y: float) -> None:
+        row = index % self._rows
+        pred = self._pred[row]  # (H, C): what each horizon forecast for this slot
+        ab = np.abs(y - pred)
+        stale = self._target[row] != index
+        if stale.any():
+            ab[stale] = np.nan
+        # winsorise at WINSOR x the best candidate's typical error: an outage or a spike is
+        # unpredictable for every model, and without the cap the one that happens to
+        # hold the last value through it wins the selection for weeks
+        clipped = np.minimum(ab, self._bound)
+        known = np.isfinite(ab)
+        a = self._decay
+        # bias-corrected EW means (sums and weights): no single early error dominates a long memory
+        keep = np.where(known, 1 - a, 1.0)
+        self._wsum *= keep
+        self._wsum += np.where(known, a, 0.0)
+        self._sqsum *= keep
+        self._sqsum += np.where(known, a * clipped * clipped, 0.0)
+        self._absum *= keep
+        self._absum += np.where(known, a * ab, 0.0)
+        self._since_select += 1
+
+    def _select(self, k: int) -> None:
+        """Refresh errors, blend weights and the per-horizon choice (every RESELECT steps: they move slowly)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            self._mse = np.where(self._wsum > 0, self._sqsum / self._wsum, np.nan)
+            self._mae = np.where(self._wsum > 0, self._absum / self._wsum, np.nan)
+            best = np.min(np.where(np.isfinite(self._mae), self._mae, np.inf), axis=1)
+            self._bound = (WINSOR * best)[:, None]
+            mse = self._mse[:k, :-1]
+            inv = np.where(np.isfinite(mse), 1.0 / np.maximum(mse, 1e-12), 0.0)
+            # blend only the models within BLEND_RATIO of the best rolling error: a fixed top-k
+            # flickers between near-equal members, a bad model only adds noise
+            best_inv = inv.max(axis=1, keepdims=True)
+            inv = np.where(inv * BLEND_RATIO >= best_inv, inv, 0.0)
+            total = inv.sum(axis=1, keepdims=True)
+            self._weights = np.where(total > 0, inv / np.where(total > 0, total, 1.0), 1.0 / inv.shape[1]).T.copy()
+        scores = np.where(np.isfinite(self._mse[:k]), self._mse[:k], np.inf)
+        default = self.names.index("lag_regression") if "lag_regression" in self.names else len(self.names) - 1
+        best_single = np.argmin(scores[:, :-1], axis=1)
+        single = scores[np.arange(k), best_single]
+        blend = scores[:, -1]
+        # the blend unless one model is clearly better: with close rolling errors, picking the
+        # argmin follows noise, while the average of the two best is rarely worse than either
+        prefer_single = single < (1 - SINGLE_MARGIN) * blend
+        choice = np.where(prefer_single, best_single, len(self.names) - 1)
+        self._choice = np.where(np.isfinite(scores).any(axis=1), choice, default)
+        self._choice_cols = np.arange(k)
+        self.chosen_by_horizon = [self.names[i] for i in self._choice]
+        if self._choice[0] == len(self.names) - 1:  # name the blend's members, e.g. blend:lag_regression+sarimax
+            members = [self.names[i] for i in np.flatnonzero(self._weights[:, 0] > 0)]
+            self._chosen = "blend:" + "+".join(members)
+        else:
+            self._chosen = self.chosen_by_horizon[0]
+        self._since_select = 0
+        self._selected_k = k
+
+    def _predict(self, steps: int) -> np.ndarray:
+        if steps > self._h and self._h < MAX_TRACKED_HORIZON:
+            self._grow(steps)
+        n_c = len(self.candidates)
+        if self._buf.shape[1] < steps:
+            self._buf = np.empty((n_c + 1, steps))
+        full = self._buf[:, :steps]
+        for i, cand in enumerate(self.candidates):
+            full[i] = cand._predict(steps)
+        if self.nonnegative:
+            np.maximum(full, 0.0, out=full)
+        k = min(steps, self._h)
+        if self._selected_k != k or self._since_select >= RESELECT:
+            self._select(k)
+        full[n_c, :k] = np.einsum("ck,ck->k", self._weights, full[:n_c, :k])
+        if steps > k:
+            full[n_c, k:] = full[:n_c, k:].mean(axis=0)
+        targets = self.hist.next_index + self._cols[:k]
+        rows = targets % self._rows
+        self._pred[rows, self._cols[:k], :] = full[:, :k].T
+        self._target[rows, self._cols[:k]] = targets
+        mean = full[self._choice, self._choice_cols]
+        if steps > k:
+            mean = np.concatenate((mean, full[n_c, k:]))
+        return mean
+
+    @property
+    def chosen(self) -> str:
+        """What auto forecasts with at one step: a candidate's name or ``blend:<members>``."""
+        return self._chosen
+
+    @property
+    def model_error(self) -> float | None:
+        """Rolling MASE of the chosen model at horizon 1 (None until scored)."""
+        if not self.chosen_by_horizon or not math.isfinite(self._scale) or self._scale <= 0:
+            return None
+        value = self._mae[0, self._choice[0]]
+        return float(value / self._scale) if math.isfinite(value) else None

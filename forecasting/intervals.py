@@ -1,0 +1,178 @@
+"""Empirical prediction intervals from the forecaster's own out-of-sample residuals.
+
+Why empirical and not a model's analytic variance: the analytic intervals of
+ETS/ARIMA assume Gaussian homoscedastic errors and a correct model; request
+rates are neither. Instead every forecast that is issued is remembered
+(:class:`PendingPredictions`); when the actual arrives the error at each
+horizon is stored, divided by ``sqrt(level + c0)`` (count data: the variance
+grows with the level). The interval at horizon ``h`` is the forecast plus the
+empirical ``1 - q`` / ``q`` quantiles of those normalised errors times the
+current scale: heteroscedastic, asymmetric where the errors are, and
+calibrated by construction on a rolling window.
+"""
+
+from __future__ import annotations
+
+import math
+from statistics import NormalDist
+
+import numpy as np
+
+MAX_TRACKED_HORIZON = 64
+ERROR_DECAY = 1.0 / 500  # the rolling error's memory: about 500 samples
+
+
+class PendingPredictions:
+    """Forecasts issued at each origin, filed by target slot so an arriving actual is matched by one slice."""
+
+    def __init__(self, max_horizon: int = 8) -> None:
+        self._alloc(max(1, min(MAX_TRACKED_HORIZON, max_horizon)))
+
+    def _alloc(self, max_horizon: int) -> None:
+        self.max_horizon = max_horizon
+        self.rows = max_horizon + 1
+        self.pred = np.full((self.rows, max_horizon), np.nan)  # [target % rows, h - 1]
+        self.target = np.full((self.rows, max_horizon), -(10**12), dtype=np.int64)
+        self._cols = np.arange(max_horizon)
+
+    def record(self, origin: int, mean: np.ndarray) -> None:
+        """Remember the forecast made after absolute slot ``origin`` (for slots origin+1...)."""
+        k = min(len(mean), MAX_TRACKED_HORIZON)
+        if k > self.max_horizon:
+            self._alloc(k)
+        cols = self._cols[:k]
+        targets = origin + 1 + cols
+        rows = targets % self.rows
+        self.pred[rows, cols] = mean[:k]
+        self.target[rows, cols] = targets
+
+    def predictions_for(self, index: int) -> np.ndarray:
+        """What was forecast for absolute slot ``index`` at horizons 1..max (NaN where none)."""
+        row = index % self.rows
+        out = self.pred[row].copy()
+        stale = self.target[row] != index
+        if stale.any():
+            out[stale] = np.nan
+        return out
+
+
+class ResidualCalibrator:
+    """Rolling per-horizon quantiles of normalised out-of-sample errors."""
+
+    def __init__(self, *, window: int = 1500, refresh_every: int = 200, min_count: int = 30) -> None:
+        self.window = window
+        self.refresh_every = refresh_every
+        self.min_count = min_count
+        self.pending = PendingPredictions()
+        self.res = np.full((self.pending.max_horizon, window), np.nan)
+        self._cache: dict[tuple[float, int], tuple[np.ndarray, np.ndarray]] | None = None
+        self.ptr = 0
+        self.seen = 0
+        self.since_refresh = 0
+        self.sorted: np.ndarray | None = None
+        self.counts = np.zeros(self.pending.max_horizon, dtype=np.int64)
+        self.c0 = 1e-9  # scale floor (set from the series level at fit)
+        self.abs_error_sum = 0.0
+        self.abs_error_weight = 0.0
+        self.fallback_sigma = math.nan  # normalised one-step spread before residuals exist
+
+    @property
+    def rolling_mae(self) -> float:
+        """EW mean absolute one-step error of the recorded forecasts (NaN before any)."""
+        return self.abs_error_sum / self.abs_error_weight if self.abs_error_weight > 0 else math.nan
+
+    def set_level(self, typical_level: float, fallback_sigma: float) -> None:
+        self.c0 = max(1e-9, 0.1 * abs(typical_level))
+        self.fallback_sigma = fallback_sigma
+        self._cache = None
+
+    def scale(self, mean: np.ndarray) -> np.ndarray:
+        return np.sqrt(np.maximum(mean, 0.0) + self.c0)
+
+    def record(self, origin: int, mean: np.ndarray) -> None:
+        self.pending.record(origin, mean)
+        if self.pending.max_horizon > self.res.shape[0]:
+            grown = np.full((self.pending.max_horizon, self.window), np.nan)
+            grown[: self.res.shape[0]] = self.res
+            self.res = grown
+            self.sorted = None
+            self._cache = None
+
+    def observe(self, index: int, y: float) -> None:
+        """Score the forecasts made for slot ``index`` against its actual ``y`` (NaN: nothing scored)."""
+        if math.isnan(y):
+            return
+        pred = self.pending.predictions_for(index)
+        first = y - pred[0]
+        if math.isfinite(first):  # EW mean absolute one-step error (the model's rolling error)
+            self.abs_error_weight = (1 - ERROR_DECAY) * self.abs_error_weight + ERROR_DECAY
+            self.abs_error_sum = (1 - ERROR_DECAY) * self.abs_error_sum + ERROR_DECAY * abs(first)
+        h = pred.shape[0]
+        self.res[:h, self.ptr] = (y - pred) / self.scale(pred)
+        if h < self.res.shape[0]:
+            self.res[h:, self.ptr] = np.nan
+        self.ptr = (self.ptr + 1) % self.window
+        self.seen += 1
+        self.since_refresh += 1
+        warming = self.seen <= 2 * self.refresh_every and self.seen % 20 == 0
+        if self.sorted is None or warming or self.since_refresh >= self.refresh_every:
+            self._refresh()
+
+    def _refresh(self) -> None:
+        finite = np.isfinite(self.res)
+        self.counts = finite.sum(axis=1)
+        self.sorted = np.sort(np.where(finite, self.res, np.inf), axis=1)
+        self.since_refresh = 0
+        self._cache = {}
+
+    def _quantiles(self, q: float, steps: int) -> tuple[np.ndarray, np.ndarray]:
+        """Cached per (q, steps) until the next refresh (forecasts ask the same thing every step)."""
+        cache = self._cache
+        if cache is None:
+            return self._compute_quantiles(q, steps)
+        key = (q, steps)
+        hit = cache.get(key)
+        if hit is None:
+            hit = cache[key] = self._compute_quantiles(q, steps)
+        return hit
+
+    def _compute_quantiles(self, q: float, steps: int) -> tuple[np.ndarray, np.ndarray]:
+        """Normalised (low, high) error quantiles for horizons 1..steps."""
+        low = np.full(steps, np.nan)
+        high = np.full(steps, np.nan)
+        if self.sorted is not None:
+            n = self.counts
+            usable = np.flatnonzero(n >= self.min_count)
+            if usable.size:
+                hi_idx = np.minimum(n[usable] - 1, np.floor(q * n[usable]).astype(np.int64))
+                lo_idx = np.maximum(0, np.ceil((1 - q) * n[usable]).astype(np.int64) - 1)
+                qs_hi = self.sorted[usable, hi_idx]
+                qs_lo = self.sorted[usable, lo_idx]
+                for h in range(1, steps + 1):
+                    # the calibrated horizon at or below h, widened by sqrt(h / h') beyond it
+                    pos = int(np.searchsorted(usable, h - 1, side="right")) - 1
+                    if pos < 0:
+                        pos = 0
+                    hh = usable[pos] + 1
+                    factor = math.sqrt(h / hh) if h > hh else 1.0
+                    high[h - 1] = qs_hi[pos] * factor
+                    low[h - 1] = qs_lo[pos] * factor
+                return low, high
+        if math.isfinite(self.fallback_sigma):
+            z = NormalDist().inv_cdf(q)
+            spread = z * self.fallback_sigma * np.sqrt(np.arange(1, steps + 1))
+            return -spread, spread
+        return low, high
+
+    def interval(self, mean: np.ndarray, q: float) -> tuple[np.ndarray, np.ndarray]:
+        """(lower, upper) around ``mean`` at quantile ``q``."""
+        low, high = self._quantiles(q, len(mean))
+        s = self.scale(mean)
+        # not clamped around the mean: a biased model's interval shifts, which is what keeps coverage honest
+        lower = mean + low * s
+        upper = mean + high * s
+        bad = ~np.isfinite(lower) | ~np.isfinite(upper)
+        if bad.any():
+            lower = np.where(bad, mean, lower)
+            upper = np.where(bad, mean, upper)
+        return lower, upper
