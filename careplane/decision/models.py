@@ -1,0 +1,148 @@
+"""The stateful model layer: one workload's forecaster and anomaly monitor.
+
+``decide`` is pure and takes model *outputs*; this class owns the models and
+turns raw metrics into :class:`Observations` with ``forecast`` and ``anomaly``
+filled in. The operator, the backtest and the sandbox all use it, so the same
+samples give the same forecasts and anomaly states everywhere.
+
+Timing: ``observe(now, raw, sample_time)`` learns the demand sample measured at
+``sample_time`` (the operator's Prometheus reading at ``now``; the backtest's
+previous step, since metrics lag one step) and forecasts the steps after it
+that fall in the provisioning window [now, now + podStartupSeconds + horizon].
+Skipped steps are learned as gaps (NaN), never as zeros.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+
+from careplane.decision.calibration import WindowCalibrator
+from careplane.decision.types import AnomalySummary, ForecastSummary, Observations
+from careplane.policy import ScalingPolicySpec
+
+MAX_HORIZON_STEPS = 24
+ANOMALY_REPLAY = 10_000  # samples of history the anomaly monitor re-learns on rebuild
+
+
+class WorkloadModels:
+    """Forecaster + anomaly monitor of one ScalingPolicy on a ``step_seconds`` grid."""
+
+    def __init__(self, spec: ScalingPolicySpec, step_seconds: float) -> None:
+        if not step_seconds > 0:
+            raise ValueError(f"step_seconds must be positive, got {step_seconds}")
+        self.spec = spec
+        self.step = float(step_seconds)
+        self.forecaster = None
+        self.monitor = None
+        if spec.forecast.enabled:
+            from careplane.forecasting.registry import make_forecaster
+
+            self.forecaster = make_forecaster(
+                spec.forecast.model.value,
+                step_seconds=self.step,
+                seasonalities_seconds=tuple(spec.forecast.seasonalitySeconds),
+                max_horizon=min(MAX_HORIZON_STEPS, self.window_steps(0.0)),
+            )
+        if spec.anomaly.enabled:
+            from careplane.anomaly.workload import WorkloadAnomalyMonitor
+
+            self.monitor = WorkloadAnomalyMonitor(spec.anomaly.detector.value, spec.anomaly.sensitivity)
+        self.calibrator = WindowCalibrator(step_seconds=self.step)
+        self.last_sample_time: float | None = None
+        self._t0: float | None = None
+        self._last_anomaly: AnomalySummary | None = None
+        self._last_forecast: ForecastSummary | None = None
+
+    def window_steps(self, lag_seconds: float) -> int:
+        """Forecast steps after the last sample that reach now + podStartupSeconds + horizon."""
+        reach = lag_seconds + self.spec.demand.podStartupSeconds + self.spec.forecast.horizonSeconds
+        return max(1, math.ceil(reach / self.step - 1e-9))
+
+    def rebuild(self, times: np.ndarray, values: np.ndarray) -> None:
+        """Start from history (after an operator restart), as if the samples had arrived one by one.
+
+        The forecaster bulk-fits all but the last few windows' worth of samples; those are then
+        replayed through :meth:`observe` so the window calibrator holds the same excesses as
+        in a run that never stopped. The anomaly monitor re-learns the last ``ANOMALY_REPLAY`` samples.
+        """
+        times = np.asarray(times, dtype=float)
+        values = np.asarray(values, dtype=float)
+        if len(times) == 0:
+            return
+        tail = min(len(times), self.calibrator.window + 2 * self.window_steps(0.0))
+        head = len(times) - tail
+        if head > 0:
+            if self.forecaster is not None:
+                self.forecaster.fit(times[:head], values[:head])
+                self._t0 = float(times[0])
+            if self.monitor is not None:
+                # the detectors adapt within a few thousand samples; replaying weeks of
+                # 15 s samples would only slow an operator restart down
+                start = max(0, head - ANOMALY_REPLAY)
+                for t, y in zip(times[start:head], values[start:head], strict=True):
+                    self.monitor.update(float(t), {"demand": None if math.isnan(y) else float(y)})
+            self.last_sample_time = float(times[head - 1])
+        for t, y in zip(times[head:], values[head:], strict=True):
+            self.observe(float(t), Observations(demand=float(y), current_replicas=None, ready_replicas=None))
+
+    def observe(self, now: float, raw: Observations, sample_time: float | None = None) -> Observations:
+        """Learn the new samples and return ``raw`` with ``forecast`` and ``anomaly`` filled in."""
+        t = now if sample_time is None else float(sample_time)
+        demand = raw.demand if raw.demand is not None and math.isfinite(raw.demand) and raw.demand >= 0 else None
+        fresh = self.last_sample_time is None or t > self.last_sample_time
+        forecast: ForecastSummary | None = None
+        if self.forecaster is not None:
+            if fresh:
+                self.forecaster.learn_one(t, math.nan if demand is None else demand)
+                index = self._index(t)
+                self.calibrator.observe(index, demand)
+                forecast = self._last_forecast = self._summary(now - t, index)
+            else:
+                forecast = self._last_forecast
+        anomaly: AnomalySummary | None = None
+        if self.monitor is not None and fresh:
+            signals: dict[str, float | None] = {"demand": demand}
+            if raw.latency_seconds is not None:
+                signals["latency"] = raw.latency_seconds
+            if raw.error_rate is not None:
+                signals["errors"] = raw.error_rate
+            for name, rate in raw.backend_error_rates.items():
+                signals[f"backend:{name}"] = rate
+            anomaly = self._last_anomaly = self.monitor.update(t, signals)
+        elif self.monitor is not None:
+            anomaly = self._last_anomaly
+        if fresh:
+            self.last_sample_time = t
+        return replace(raw, demand=demand, forecast=forecast, anomaly=anomaly)
+
+    def _index(self, t: float) -> int:
+        if self._t0 is None:
+            self._t0 = t
+        return round((t - self._t0) / self.step)
+
+    def _summary(self, lag_seconds: float, index: int) -> ForecastSummary | None:
+        assert self.forecaster is not None
+        steps = self.window_steps(max(0.0, lag_seconds))
+        result = self.forecaster.forecast(steps, self.spec.forecast.quantile)
+        # only the steps at or after now matter (earlier ones are already past)
+        skip = max(0, min(steps - 1, math.ceil(max(0.0, lag_seconds) / self.step - 1e-9) - 1))
+        mean, lower, upper = result.mean[skip:], result.lower[skip:], result.upper[skip:]
+        finite = np.isfinite(mean) & np.isfinite(upper) & np.isfinite(lower)
+        if not finite.any():
+            return None
+        error = getattr(self.forecaster, "model_error", None)
+        error = error() if callable(error) else error
+        peak_mean = float(mean[finite].max())
+        self.calibrator.issue(index + 1 + skip, index + steps, peak_mean)
+        calibrated = self.calibrator.upper(peak_mean, self.spec.forecast.quantile)
+        return ForecastSummary(
+            mean=peak_mean,
+            upper=float(upper[finite].max()) if calibrated is None else calibrated,
+            lower=float(lower[finite].min()),
+            horizon_seconds=self.spec.forecast.horizonSeconds,
+            model=str(getattr(self.forecaster, "chosen", None) or self.forecaster.name),
+            model_error=float(error) if isinstance(error, int | float) and math.isfinite(error) else None,
+        )
