@@ -11,6 +11,16 @@ error is clearly (3%) lower: on a series where one model is plainly best it is
 used; where several are close, picking the argmin would follow noise (the
 "forecast combination puzzle") and the blend is used.
 
+Each candidate also has a bias-corrected twin (``<name>_debiased``): its
+forecast plus its own recent mean signed error at that horizon (EW, half-life
+half the shortest season; errors winsorised like the scores). This is the
+intercept correction of Clements & Hendry: after a level shift a periodic or
+smoothed model stays biased for days, and the correction moves it onto the new
+level within a cycle. Where bias correction only adds noise (spiky series) the
+twin's rolling error is worse and it is not used; it costs no model updates
+(the same forecasts, shifted) and enters the selection and the blend like any
+candidate.
+
 The choice and its rolling error (MASE: EW mean absolute error over the
 in-sample MAE of the seasonal naive) are exposed as ``chosen`` and
 ``model_error`` for the CR status. Intervals are calibrated on auto's own output.
@@ -32,6 +42,7 @@ from careplane.forecasting.seasonal import Naive, SeasonalNaive
 BLEND_RATIO = 1.25
 RESELECT = 16
 SINGLE_MARGIN = 0.03
+DEBIAS_SUFFIX = "_debiased"
 RIVER_MIN_STEP = 300.0
 WINSOR = 5.0
 
@@ -68,10 +79,13 @@ class AutoForecaster(OnlineForecaster):
             "calibrate": False,
         }
         self.candidates: list[OnlineForecaster] = [f(**shared) for f in factories]
-        self.names = [c.name for c in self.candidates] + ["blend"]
+        raw_names = [c.name for c in self.candidates]
+        self.names = raw_names + [n + DEBIAS_SUFFIX for n in raw_names] + ["blend"]
         shortest = min(self.all_seasons, default=300)
         halflife = float(np.clip(shortest, 300, 3000))
         self._decay = 1.0 - 0.5 ** (1.0 / halflife)
+        # the bias memory is short (half a cycle): it has to follow a level shift within the day, not average over it
+        self._bias_decay = 1.0 - 0.5 ** (1.0 / float(np.clip(shortest / 2, 12, 3000)))
         self._alloc(self.max_horizon)
         self._scale = math.nan
         self._chosen = "lag_regression"
@@ -93,12 +107,16 @@ class AutoForecaster(OnlineForecaster):
         self._hs = np.arange(1, self._h + 1)
         self._bound = np.full((self._h, 1), np.inf)
         self._buf = np.empty((c, self._h))
+        n_c = (c - 1) // 2
+        self._bias_sum = np.zeros((self._h, n_c))  # EW signed error of each raw candidate per horizon
+        self._bias_w = np.zeros((self._h, n_c))
+        self._bias = np.zeros((self._h, n_c))
         self._selected_k = -1
         self._since_select = 0
 
     def _grow(self, horizons: int) -> None:
         """Track more horizons (a longer forecast was asked for) keeping the errors learned so far."""
-        old = {name: getattr(self, name) for name in ("_wsum", "_sqsum", "_absum", "_mse", "_mae")}
+        old = {name: getattr(self, name) for name in ("_wsum", "_sqsum", "_absum", "_mse", "_mae", "_bias_sum", "_bias_w", "_bias")}
         h_old = self._h
         self._alloc(horizons)
         for name, values in old.items():
@@ -147,6 +165,15 @@ class AutoForecaster(OnlineForecaster):
         # hold the last value through it wins the selection for weeks
         clipped = np.minimum(ab, self._bound)
         known = np.isfinite(ab)
+        n_c = len(self.candidates)
+        signed = np.clip(y - pred[:, :n_c], -self._bound, self._bound)
+        b_known = known[:, :n_c]
+        b = self._bias_decay
+        b_keep = np.where(b_known, 1 - b, 1.0)
+        self._bias_w *= b_keep
+        self._bias_w += np.where(b_known, b, 0.0)
+        self._bias_sum *= b_keep
+        self._bias_sum += np.where(b_known, b * np.where(b_known, signed, 0.0), 0.0)
         a = self._decay
         # bias-corrected EW means (sums and weights): no single early error dominates a long memory
         keep = np.where(known, 1 - a, 1.0)
@@ -195,28 +222,34 @@ class AutoForecaster(OnlineForecaster):
 
     def _predict(self, steps: int) -> np.ndarray:
         if steps > self._h and self._h < MAX_TRACKED_HORIZON:
-            self._grow(steps)
+            self._grow(max(steps, 2 * self._h))  # doubling: gappy series ask for one more step at a time
         n_c = len(self.candidates)
+        n_all = 2 * n_c  # raw candidates, then their bias-corrected twins
         if self._buf.shape[1] < steps:
-            self._buf = np.empty((n_c + 1, steps))
+            self._buf = np.empty((n_all + 1, steps))
         full = self._buf[:, :steps]
         for i, cand in enumerate(self.candidates):
             full[i] = cand._predict(steps)
-        if self.nonnegative:
-            np.maximum(full, 0.0, out=full)
         k = min(steps, self._h)
         if self._selected_k != k or self._since_select >= RESELECT:
             self._select(k)
-        full[n_c, :k] = np.einsum("ck,ck->k", self._weights, full[:n_c, :k])
+        full[n_c:n_all] = full[:n_c]
+        w = self._bias_w[:k]
+        # refreshed every step (unlike the weights): with a half-cycle memory a 16-step lag would matter
+        self._bias[:k] = np.divide(self._bias_sum[:k], w, out=np.zeros_like(w), where=w > 0)
+        full[n_c:n_all, :k] += self._bias[:k].T
+        if self.nonnegative:
+            np.maximum(full, 0.0, out=full)
+        full[n_all, :k] = np.einsum("ck,ck->k", self._weights, full[:n_all, :k])
         if steps > k:
-            full[n_c, k:] = full[:n_c, k:].mean(axis=0)
+            full[n_all, k:] = full[:n_c, k:].mean(axis=0)
         targets = self.hist.next_index + self._cols[:k]
         rows = targets % self._rows
         self._pred[rows, self._cols[:k], :] = full[:, :k].T
         self._target[rows, self._cols[:k]] = targets
         mean = full[self._choice, self._choice_cols]
         if steps > k:
-            mean = np.concatenate((mean, full[n_c, k:]))
+            mean = np.concatenate((mean, full[n_all, k:]))
         return mean
 
     @property

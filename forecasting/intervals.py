@@ -9,6 +9,14 @@ grows with the level). The interval at horizon ``h`` is the forecast plus the
 empirical ``1 - q`` / ``q`` quantiles of those normalised errors times the
 current scale: heteroscedastic, asymmetric where the errors are, and
 calibrated by construction on a rolling window.
+
+The quantiles are recency-weighted (each residual's weight halves every
+quarter of the window by default): an outage, or a model that was once very wrong
+(e.g. a seasonal lag reading an outage a week later), leaves a run of huge
+residuals that an equally weighted window keeps for its whole length, so the
+intervals stay far too wide long after the cause is gone; with decaying weights
+the quantiles follow the errors the model makes now. The window still bounds
+memory and cost.
 """
 
 from __future__ import annotations
@@ -59,9 +67,12 @@ class PendingPredictions:
 class ResidualCalibrator:
     """Rolling per-horizon quantiles of normalised out-of-sample errors."""
 
-    def __init__(self, *, window: int = 1500, refresh_every: int = 200, min_count: int = 30) -> None:
+    def __init__(self, *, window: int = 1500, refresh_every: int = 200, min_count: int = 30, halflife_fraction: float | None = 0.25) -> None:
         self.window = window
         self.refresh_every = refresh_every
+        # residual weights halve every halflife_fraction * window observations (default: the oldest in the
+        # window weigh 1/16 of the newest); None: all residuals in the window weigh the same
+        self.halflife = None if halflife_fraction is None else max(1.0, halflife_fraction * window)
         self.min_count = min_count
         self.pending = PendingPredictions()
         self.res = np.full((self.pending.max_horizon, window), np.nan)
@@ -70,6 +81,7 @@ class ResidualCalibrator:
         self.seen = 0
         self.since_refresh = 0
         self.sorted: np.ndarray | None = None
+        self.cum_weights: np.ndarray | None = None  # per horizon: cumulative normalised weights of ``sorted``
         self.counts = np.zeros(self.pending.max_horizon, dtype=np.int64)
         self.c0 = 1e-9  # scale floor (set from the series level at fit)
         self.abs_error_sum = 0.0
@@ -121,7 +133,18 @@ class ResidualCalibrator:
     def _refresh(self) -> None:
         finite = np.isfinite(self.res)
         self.counts = finite.sum(axis=1)
-        self.sorted = np.sort(np.where(finite, self.res, np.inf), axis=1)
+        values = np.where(finite, self.res, np.inf)
+        order = np.argsort(values, axis=1, kind="stable")
+        self.sorted = np.take_along_axis(values, order, axis=1)
+        if self.halflife is None:
+            weights = finite.astype(float)
+        else:
+            # age in observations of each ring slot (the newest was written at ptr - 1)
+            age = (self.ptr - 1 - np.arange(self.window)) % self.window
+            weights = np.where(finite, 0.5 ** (age / self.halflife)[None, :], 0.0)
+        cum = np.cumsum(np.take_along_axis(weights, order, axis=1), axis=1)
+        total = cum[:, -1:]
+        self.cum_weights = np.divide(cum, total, out=np.zeros_like(cum), where=total > 0)
         self.since_refresh = 0
         self._cache = {}
 
@@ -143,9 +166,11 @@ class ResidualCalibrator:
         if self.sorted is not None:
             n = self.counts
             usable = np.flatnonzero(n >= self.min_count)
-            if usable.size:
-                hi_idx = np.minimum(n[usable] - 1, np.floor(q * n[usable]).astype(np.int64))
-                lo_idx = np.maximum(0, np.ceil((1 - q) * n[usable]).astype(np.int64) - 1)
+            if usable.size and self.cum_weights is not None:
+                # weighted empirical quantiles: the first sorted residual whose cumulative weight reaches the level
+                cum = self.cum_weights[usable]
+                hi_idx = np.minimum(n[usable] - 1, (cum <= q).sum(axis=1))
+                lo_idx = np.minimum(n[usable] - 1, (cum < 1 - q).sum(axis=1))
                 qs_hi = self.sorted[usable, hi_idx]
                 qs_lo = self.sorted[usable, lo_idx]
                 for h in range(1, steps + 1):
