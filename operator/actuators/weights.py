@@ -77,7 +77,15 @@ class WeightsActuator(BaseActuator):
 
 
 def weighted(items: Any, base: str, name_of: Callable[[dict[str, Any]], str | None]) -> Iterable[Entry]:
-    for j, item in enumerate(items or []):
+    """The weighted entries of one destination list.
+
+    A list with a single destination is not a split: that destination takes all of the
+    traffic whatever its weight says (an admin path pinned to one subset, say), so it is
+    skipped; writing a policy weight there would only make its weights stop summing to 100.
+    """
+    if not isinstance(items, list) or sum(isinstance(item, dict) for item in items) < 2:
+        return
+    for j, item in enumerate(items):
         if isinstance(item, dict):
             name = name_of(item)
             if name is not None:
