@@ -18,11 +18,10 @@ from careplane.anomaly.base import Detector
 from careplane.anomaly.benchmark import benchmark_detector, write_results
 from careplane.anomaly.corpus import CorpusFile, load_corpus, run_detector
 from careplane.anomaly.registry import detector_names, make_detector
+from careplane.shared_data import shared_data_dir
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DATA = (
-    Path("/work/shared/data/nab") if Path("/work/shared/data/nab").exists() else ROOT.parent / "shared/data/nab"
-)
+DEFAULT_DATA = shared_data_dir() / "nab"
 TARGETS = {"standard": 76.0, "reward_low_FP_rate": 71.0, "reward_low_FN_rate": 79.0, "points_per_second": 20000.0}
 
 

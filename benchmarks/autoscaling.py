@@ -28,10 +28,10 @@ from typing import Any
 
 import numpy as np
 
+from careplane.shared_data import shared_data_dir
+
 ROOT = Path(__file__).resolve().parent
-DATA = ROOT.parent.parent / "shared" / "data"
-if not DATA.exists():
-    DATA = Path("/work/shared/data")
+DATA = shared_data_dir()
 RESULTS = ROOT / "results"
 CACHE = ROOT / ".cache"
 

@@ -14,7 +14,6 @@ from kubernetes import client as k8s
 
 from careplane.operator.kube import Kube, RetryPolicy, make_api_client
 from careplane.sandbox.emulator import EmulatedCluster
-from careplane.sandbox.prometheus import LiveExporter, PrometheusServer, ScrapeTarget
 
 requires_prometheus = pytest.mark.skipif(
     shutil.which("prometheus") is None or shutil.which("promtool") is None,
@@ -45,16 +44,6 @@ def kube(api_client: k8s.ApiClient) -> Kube:
 
 
 @pytest.fixture
-def exporter() -> Iterator[LiveExporter]:
-    with LiveExporter() as e:
-        yield e
-
-
-@pytest.fixture
-def prometheus(exporter: LiveExporter) -> Iterator[PrometheusServer]:
-    """A real Prometheus scraping ``exporter`` every 0.5 s, target labels namespace=clinical, service=live."""
-    if shutil.which("prometheus") is None:
-        pytest.skip("prometheus is not installed")
-    target = ScrapeTarget(exporter.address, {"namespace": "clinical", "service": "live"})
-    with PrometheusServer([target], scrape_interval=0.5) as p:
-        yield p
+def prometheus_target_labels() -> dict[str, str]:
+    """The shared ``prometheus`` fixture (tests/conftest.py) labels the live exporter namespace=clinical."""
+    return {"namespace": "clinical", "service": "live"}

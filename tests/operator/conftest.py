@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 
 import pytest
 
 from careplane.sandbox.emulator import EmulatedCluster
-from careplane.sandbox.prometheus import LiveExporter, PrometheusServer, ScrapeTarget
 
 NAMESPACES = ("default", "clinical", "billing")
 
@@ -19,16 +17,4 @@ def cluster() -> Iterator[EmulatedCluster]:
         yield c
 
 
-@pytest.fixture
-def exporter() -> Iterator[LiveExporter]:
-    with LiveExporter() as e:
-        yield e
-
-
-@pytest.fixture
-def prometheus(exporter: LiveExporter) -> Iterator[PrometheusServer]:
-    """A real Prometheus scraping the live exporter every 0.5 s (series carry their own namespace label)."""
-    if shutil.which("prometheus") is None:
-        pytest.skip("Debian's prometheus is not installed (./run setup installs it)")
-    with PrometheusServer([ScrapeTarget(exporter.address, {})], scrape_interval=0.5) as p:
-        yield p
+# exporter and prometheus (series carry their own namespace label) come from tests/conftest.py
