@@ -66,6 +66,7 @@ class AutoForecaster(OnlineForecaster):
     """Rolling-error selection over candidates plus their blend, per horizon."""
 
     name = "auto"
+    _predict_clips = True  # the candidates' forecasts are clipped at 0 in ``_predict`` (nonnegative series)
 
     def __init__(self, *, candidates: list[Callable[..., OnlineForecaster]] | None = None, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
@@ -101,27 +102,48 @@ class AutoForecaster(OnlineForecaster):
         self._cols = np.arange(self._h)
         self._mse = np.full((self._h, c), np.nan)
         self._mae = np.full((self._h, c), np.nan)
-        self._wsum = np.zeros((self._h, c))
-        self._sqsum = np.zeros((self._h, c))
-        self._absum = np.zeros((self._h, c))
+        # the three EW sums in one block (``_wsum``, ``_sqsum``, ``_absum`` are views): the per-step decay is one operation
+        self._sums = np.zeros((3, self._h, c))
         self._hs = np.arange(1, self._h + 1)
         self._bound = np.full((self._h, 1), np.inf)
+        self._neg_bound = -self._bound
         self._buf = np.empty((c, self._h))
         n_c = (c - 1) // 2
-        self._bias_sum = np.zeros((self._h, n_c))  # EW signed error of each raw candidate per horizon
-        self._bias_w = np.zeros((self._h, n_c))
+        self._bias_acc = np.zeros((2, self._h, n_c))  # ``_bias_sum`` (EW signed error of each raw candidate per horizon), ``_bias_w``
         self._bias = np.zeros((self._h, n_c))
         self._selected_k = -1
         self._since_select = 0
 
+    # views into the stacked sums (properties, not attributes: a copied or unpickled model keeps them aliased)
+    @property
+    def _wsum(self) -> np.ndarray:
+        return self._sums[0]
+
+    @property
+    def _sqsum(self) -> np.ndarray:
+        return self._sums[1]
+
+    @property
+    def _absum(self) -> np.ndarray:
+        return self._sums[2]
+
+    @property
+    def _bias_sum(self) -> np.ndarray:
+        return self._bias_acc[0]
+
+    @property
+    def _bias_w(self) -> np.ndarray:
+        return self._bias_acc[1]
+
     def _grow(self, horizons: int) -> None:
         """Track more horizons (a longer forecast was asked for) keeping the errors learned so far."""
-        old = {name: getattr(self, name) for name in ("_wsum", "_sqsum", "_absum", "_mse", "_mae", "_bias_sum", "_bias_w", "_bias")}
+        old = {name: getattr(self, name) for name in ("_sums", "_mse", "_mae", "_bias_acc", "_bias")}
         h_old = self._h
         self._alloc(horizons)
         for name, values in old.items():
-            getattr(self, name)[:h_old] = values
+            getattr(self, name)[..., :h_old, :] = values
         self._bound[:h_old] = np.inf
+        self._neg_bound = -self._bound
 
     # ------------------------------------------------------------ hooks
     def _fit_model(self) -> None:
@@ -156,34 +178,48 @@ class AutoForecaster(OnlineForecaster):
     def _score(self, index: int, y: float) -> None:
         row = index % self._rows
         pred = self._pred[row]  # (H, C): what each horizon forecast for this slot
-        ab = np.abs(y - pred)
-        stale = self._target[row] != index
-        if stale.any():
-            ab[stale] = np.nan
+        diff = y - pred
+        ab = np.abs(diff)
+        # every target filed in this row is at most ``index``: an older one marks a horizon not forecast for it
+        if self._target[row].min() != index:
+            ab[self._target[row] != index] = np.nan
+        n_c = len(self.candidates)
         # winsorise at WINSOR x the best candidate's typical error: an outage or a spike is
         # unpredictable for every model, and without the cap the one that happens to
         # hold the last value through it wins the selection for weeks
         clipped = np.minimum(ab, self._bound)
-        known = np.isfinite(ab)
-        n_c = len(self.candidates)
-        signed = np.clip(y - pred[:, :n_c], -self._bound, self._bound)
-        b_known = known[:, :n_c]
-        b = self._bias_decay
-        b_keep = np.where(b_known, 1 - b, 1.0)
-        self._bias_w *= b_keep
-        self._bias_w += np.where(b_known, b, 0.0)
-        self._bias_sum *= b_keep
-        self._bias_sum += np.where(b_known, b * np.where(b_known, signed, 0.0), 0.0)
+        signed = np.minimum(np.maximum(diff[:, :n_c], self._neg_bound), self._bound)
         a = self._decay
+        b = self._bias_decay
+        self._since_select += 1
+        wsum, sqsum, absum = self._sums
+        bias_sum, bias_w = self._bias_acc
+        if math.isfinite(ab.sum()):  # (ab >= 0: the sum is finite only if every term is)
+            # the usual step (every horizon forecast this slot, every model finite): the same
+            # arithmetic as below without the masks, which cost more than the update on arrays this small
+            self._sums *= 1 - a
+            wsum += a
+            sqsum += a * clipped * clipped
+            absum += a * ab
+            self._bias_acc *= 1 - b
+            bias_w += b
+            bias_sum += b * signed
+            return
+        known = np.isfinite(ab)
+        b_known = known[:, :n_c]
+        b_keep = np.where(b_known, 1 - b, 1.0)
+        bias_w *= b_keep
+        bias_w += np.where(b_known, b, 0.0)
+        bias_sum *= b_keep
+        bias_sum += np.where(b_known, b * np.where(b_known, signed, 0.0), 0.0)
         # bias-corrected EW means (sums and weights): no single early error dominates a long memory
         keep = np.where(known, 1 - a, 1.0)
-        self._wsum *= keep
-        self._wsum += np.where(known, a, 0.0)
-        self._sqsum *= keep
-        self._sqsum += np.where(known, a * clipped * clipped, 0.0)
-        self._absum *= keep
-        self._absum += np.where(known, a * ab, 0.0)
-        self._since_select += 1
+        wsum *= keep
+        wsum += np.where(known, a, 0.0)
+        sqsum *= keep
+        sqsum += np.where(known, a * clipped * clipped, 0.0)
+        absum *= keep
+        absum += np.where(known, a * ab, 0.0)
 
     def _select(self, k: int) -> None:
         """Refresh errors, blend weights and the per-horizon choice (every RESELECT steps: they move slowly)."""
@@ -192,6 +228,7 @@ class AutoForecaster(OnlineForecaster):
             self._mae = np.where(self._wsum > 0, self._absum / self._wsum, np.nan)
             best = np.min(np.where(np.isfinite(self._mae), self._mae, np.inf), axis=1)
             self._bound = (WINSOR * best)[:, None]
+            self._neg_bound = -self._bound
             mse = self._mse[:k, :-1]
             inv = np.where(np.isfinite(mse), 1.0 / np.maximum(mse, 1e-12), 0.0)
             # blend only the models within BLEND_RATIO of the best rolling error: a fixed top-k
@@ -233,11 +270,15 @@ class AutoForecaster(OnlineForecaster):
         k = min(steps, self._h)
         if self._selected_k != k or self._since_select >= RESELECT:
             self._select(k)
-        full[n_c:n_all] = full[:n_c]
         w = self._bias_w[:k]
         # refreshed every step (unlike the weights): with a half-cycle memory a 16-step lag would matter
-        self._bias[:k] = np.divide(self._bias_sum[:k], w, out=np.zeros_like(w), where=w > 0)
-        full[n_c:n_all, :k] += self._bias[:k].T
+        if w.all():  # (weights are >= 0) the usual case, without the masked divide
+            np.divide(self._bias_sum[:k], w, out=self._bias[:k])
+        else:
+            self._bias[:k] = np.divide(self._bias_sum[:k], w, out=np.zeros_like(w), where=w > 0)
+        np.add(full[:n_c, :k], self._bias[:k].T, out=full[n_c:n_all, :k])
+        if steps > k:
+            full[n_c:n_all, k:] = full[:n_c, k:]
         if self.nonnegative:
             np.maximum(full, 0.0, out=full)
         full[n_all, :k] = np.einsum("ck,ck->k", self._weights, full[:n_all, :k])

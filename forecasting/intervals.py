@@ -17,6 +17,13 @@ residuals that an equally weighted window keeps for its whole length, so the
 intervals stay far too wide long after the cause is gone; with decaying weights
 the quantiles follow the errors the model makes now. The window still bounds
 memory and cost.
+
+On top, adaptive conformal inference (Gibbs & Candes, 2021) per horizon: the
+realised coverage of the bounds in force feeds back into the quantile level
+they are read at. Residual quantiles assume the next errors are like the
+remembered ones; after an outage or a refit they are not, for as long as the
+window remembers, and the feedback corrects the long-run coverage whatever
+the cause (see ``ResidualCalibrator._adapt_levels``).
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from statistics import NormalDist
 import numpy as np
 
 MAX_TRACKED_HORIZON = 64
+ACI_RATE = 0.005  # the step size of adaptive conformal inference (Gibbs & Candes 2021 use 0.005)
 ERROR_DECAY = 1.0 / 500  # the rolling error's memory: about 500 samples
 
 
@@ -58,16 +66,25 @@ class PendingPredictions:
         """What was forecast for absolute slot ``index`` at horizons 1..max (NaN where none)."""
         row = index % self.rows
         out = self.pred[row].copy()
-        stale = self.target[row] != index
-        if stale.any():
-            out[stale] = np.nan
+        target = self.target[row]
+        # every target filed in this row is at most ``index``: an older one is a horizon not forecast for it
+        if target.min() != index:
+            out[target != index] = np.nan
         return out
 
 
 class ResidualCalibrator:
     """Rolling per-horizon quantiles of normalised out-of-sample errors."""
 
-    def __init__(self, *, window: int = 1500, refresh_every: int = 200, min_count: int = 30, halflife_fraction: float | None = 0.25) -> None:
+    def __init__(
+        self,
+        *,
+        window: int = 1500,
+        refresh_every: int = 200,
+        min_count: int = 30,
+        halflife_fraction: float | None = 0.25,
+        aci_rate: float = ACI_RATE,
+    ) -> None:
         self.window = window
         self.refresh_every = refresh_every
         # residual weights halve every halflife_fraction * window observations (default: the oldest in the
@@ -87,6 +104,11 @@ class ResidualCalibrator:
         self.abs_error_sum = 0.0
         self.abs_error_weight = 0.0
         self.fallback_sigma = math.nan  # normalised one-step spread before residuals exist
+        # adaptive conformal inference: per horizon, a shift of the quantile level the bounds are read at
+        self.aci_rate = aci_rate
+        self.level_shift = np.zeros(self.pending.max_horizon)
+        self._q_last: float | None = None  # the quantile the last interval was asked at
+        self._in_force: tuple[np.ndarray, np.ndarray] | None = None  # its normalised bounds since the last refresh
 
     @property
     def rolling_mae(self) -> float:
@@ -107,6 +129,9 @@ class ResidualCalibrator:
             grown = np.full((self.pending.max_horizon, self.window), np.nan)
             grown[: self.res.shape[0]] = self.res
             self.res = grown
+            shift = np.zeros(self.pending.max_horizon)
+            shift[: self.level_shift.shape[0]] = self.level_shift
+            self.level_shift = shift
             self.sorted = None
             self._cache = None
 
@@ -114,8 +139,11 @@ class ResidualCalibrator:
         """Score the forecasts made for slot ``index`` against its actual ``y`` (NaN: nothing scored)."""
         if math.isnan(y):
             return
-        pred = self.pending.predictions_for(index)
-        first = y - pred[0]
+        pending = self.pending
+        row = index % pending.rows
+        # the stored row itself when every horizon forecast this slot (only read here), else a masked copy
+        pred = pending.pred[row] if pending.target[row].min() == index else pending.predictions_for(index)
+        first = y - float(pred[0])
         if math.isfinite(first):  # EW mean absolute one-step error (the model's rolling error)
             self.abs_error_weight = (1 - ERROR_DECAY) * self.abs_error_weight + ERROR_DECAY
             self.abs_error_sum = (1 - ERROR_DECAY) * self.abs_error_sum + ERROR_DECAY * abs(first)
@@ -130,7 +158,34 @@ class ResidualCalibrator:
         if self.sorted is None or warming or self.since_refresh >= self.refresh_every:
             self._refresh()
 
+    def _adapt_levels(self) -> None:
+        """Adaptive conformal inference (Gibbs & Candes, 2021), per horizon, on the residuals scored since the
+        last refresh: each one that fell outside the bounds in force moves that horizon's level out by
+        rate * (1 - alpha) / 2, each inside moves it in by rate * alpha / 2 (alpha = 2 (1 - q), the nominal
+        miss rate). Why: the residual quantiles are calibrated on the past, and where the past is not like
+        now (an outage's residuals still in the window, models refitted since their residuals were made)
+        the interval is too wide or too narrow for as long as the window remembers; this feedback makes
+        the long-run coverage match the nominal one whatever the cause. Applied in batches at each refresh
+        (ACI with delayed feedback) so the bounds stay cached between refreshes."""
+        q = self._q_last
+        k = min(self.since_refresh, self.window)
+        if self._in_force is None or q is None or q <= 0.5 or k == 0 or not self.aci_rate:
+            return
+        low, high = self._in_force
+        h = min(low.shape[0], self.res.shape[0])
+        resid = self.res[:h, (self.ptr - k + np.arange(k)) % self.window]
+        lo, hi = low[:h, None], high[:h, None]
+        scored = np.isfinite(resid) & np.isfinite(lo) & np.isfinite(hi)
+        missed = scored & ((resid < lo) | (resid > hi))
+        alpha = 2.0 * (1.0 - q)
+        # an h-step error is shared by the h overlapping forecasts that span it: each counts 1/h, so every
+        # horizon moves by about one step per independent error
+        rate = self.aci_rate / np.arange(1, h + 1)
+        shift = self.level_shift[:h] - 0.5 * rate * (alpha * scored.sum(axis=1) - missed.sum(axis=1))
+        self.level_shift[:h] = np.clip(shift, 0.5 - q, 1.0 - q)  # q + shift within [0.5, 1]
+
     def _refresh(self) -> None:
+        self._adapt_levels()
         finite = np.isfinite(self.res)
         self.counts = finite.sum(axis=1)
         values = np.where(finite, self.res, np.inf)
@@ -147,6 +202,8 @@ class ResidualCalibrator:
         self.cum_weights = np.divide(cum, total, out=np.zeros_like(cum), where=total > 0)
         self.since_refresh = 0
         self._cache = {}
+        if self._q_last is not None:
+            self._in_force = self._quantiles(self._q_last, self.res.shape[0])
 
     def _quantiles(self, q: float, steps: int) -> tuple[np.ndarray, np.ndarray]:
         """Cached per (q, steps) until the next refresh (forecasts ask the same thing every step)."""
@@ -169,8 +226,10 @@ class ResidualCalibrator:
             if usable.size and self.cum_weights is not None:
                 # weighted empirical quantiles: the first sorted residual whose cumulative weight reaches the level
                 cum = self.cum_weights[usable]
-                hi_idx = np.minimum(n[usable] - 1, (cum <= q).sum(axis=1))
-                lo_idx = np.minimum(n[usable] - 1, (cum < 1 - q).sum(axis=1))
+                # the level of each horizon, shifted by adaptive conformal inference (see _adapt_levels)
+                level = np.clip(q + self.level_shift[usable], 0.5, 1.0)[:, None] if q > 0.5 else q
+                hi_idx = np.minimum(n[usable] - 1, (cum <= level).sum(axis=1))
+                lo_idx = np.minimum(n[usable] - 1, (cum < 1 - level).sum(axis=1))
                 qs_hi = self.sorted[usable, hi_idx]
                 qs_lo = self.sorted[usable, lo_idx]
                 for h in range(1, steps + 1):
@@ -191,11 +250,15 @@ class ResidualCalibrator:
 
     def interval(self, mean: np.ndarray, q: float) -> tuple[np.ndarray, np.ndarray]:
         """(lower, upper) around ``mean`` at quantile ``q``."""
+        self._q_last = q
         low, high = self._quantiles(q, len(mean))
         s = self.scale(mean)
         # not clamped around the mean: a biased model's interval shifts, which is what keeps coverage honest
         lower = mean + low * s
         upper = mean + high * s
+        # one reduction to rule out the usual case (a sum is finite only if no term is NaN or infinite)
+        if math.isfinite(lower.sum() + upper.sum()):
+            return lower, upper
         bad = ~np.isfinite(lower) | ~np.isfinite(upper)
         if bad.any():
             lower = np.where(bad, mean, lower)

@@ -52,6 +52,7 @@ class LagRegression(OnlineForecaster):
         self._cal_periods: list[float] = []
         self._cal_harmonics: list[int] = []
         self._trained = 0
+        self._ks = np.arange(0)
         self._coef_recent = np.zeros((0, 0))
         self._coef_season = np.zeros((0, 0))
         self._coef_cal = np.zeros((0, 0))
@@ -176,6 +177,7 @@ class LagRegression(OnlineForecaster):
             select[RECENT_LAGS + i, window - w :] = 1.0 / w
         self._recent_weights = self._coef_recent @ select
         hs = np.arange(1, self._trained + 1)[:, None]
+        self._ks = np.arange(self._trained)  # (cached: a forecast would allocate it twice)
         self._season_rel = hs - self._season_offsets
         self._cal_table, self._cal_period = None, None
         if self._cal_periods:
@@ -203,8 +205,9 @@ class LagRegression(OnlineForecaster):
         if self._season_rel.shape[1]:
             pred += np.einsum("ij,ij->i", self._coef_season[:k], filled[(end - 1) + self._season_rel[:k]])
         if self._cal_table is not None and self._cal_period is not None:
-            phases = (self.hist.next_index + np.arange(k)) % self._cal_period
-            pred += self._cal_table[np.arange(k), phases]
+            ks = self._ks[:k] if self._ks.shape[0] >= k else np.arange(k)
+            phases = (self.hist.next_index + ks) % self._cal_period
+            pred += self._cal_table[ks, phases]
         elif self._cal_periods:
             times = np.asarray(self.slot_time(self.hist.next_index + np.arange(k)))
             pred += np.einsum("ij,ij->i", self._coef_cal[:k], fourier_terms(times, self._cal_periods, self._cal_harmonics))

@@ -49,6 +49,8 @@ class OnlineForecaster:
     """Base class: see the module docstring. Subclasses set ``name`` and the three hooks."""
 
     name = "base"
+    # True where ``_predict`` already returns max(mean, 0) when ``nonnegative`` (skips a repeat of it)
+    _predict_clips = False
 
     def __init__(
         self,
@@ -139,7 +141,7 @@ class OnlineForecaster:
             nan = np.full(steps, np.nan)
             return Forecast(nan, nan.copy(), nan.copy(), quantile)
         mean = self._predict(steps)
-        if self.nonnegative:
+        if self.nonnegative and not self._predict_clips:
             mean = np.maximum(mean, 0.0)
         if self.calibrate:
             self.calib.record(self.hist.next_index - 1, mean)

@@ -60,6 +60,10 @@ class HarmonicSarimax(FourierForecaster):
                     self.ma = params[ORDER[0] : ORDER[0] + ORDER[2]]
                 except (np.linalg.LinAlgError, ValueError):
                     pass
+        # the forecast's impulse response depends on the parameters only: built here, with the refit,
+        # rather than in the first forecast after it
+        self._resp = self._response(self.max_horizon)
+        self._resp_params = self.ar
         # innovations over the recent residuals give the recursion its starting state
         self._r = [0.0] * ORDER[0]
         self._e = [0.0] * ORDER[2]
@@ -90,7 +94,12 @@ class HarmonicSarimax(FourierForecaster):
         if not self._fitted:
             return
         index = self.hist.next_index - 1
-        r = y - float(self.curve(np.array([index]))[0]) if not math.isnan(y) else math.nan
+        if math.isnan(y):
+            r = math.nan
+        elif self._table is not None:  # the curve's table lookup on one scalar: numpy on a 1-element array costs more
+            r = y - float(self._table[index % self._table.shape[0]])
+        else:
+            r = y - float(self.curve(np.array([index]))[0])
         self._step(r)
 
     def _response(self, steps: int) -> np.ndarray:

@@ -88,3 +88,30 @@ def test_auto_keeps_its_errors_when_a_longer_forecast_is_asked() -> None:
     fc = model.forecast(10)
     assert fc.mean.shape == (10,) and np.all(np.isfinite(fc.mean))
     assert np.array_equal(model._sqsum[:2], before)  # type: ignore[attr-defined]
+
+
+def _coverage_after_a_calmer_regime(aci_rate: float) -> float:
+    """Errors N(0, 30) for 1000 steps, then N(0, 10): the share of the later actuals inside the 80% interval
+    issued just before each arrived (equal weights: the window remembers the noisy regime for 1500 steps)."""
+    cal = ResidualCalibrator(window=1500, refresh_every=50, min_count=10, halflife_fraction=None, aci_rate=aci_rate)
+    cal.set_level(0.0, 1.0)
+    rng = np.random.default_rng(3)
+    mean = np.array([100.0])
+    inside = []
+    for i in range(2500):
+        cal.record(i, mean)
+        lower, upper = cal.interval(mean, 0.9)
+        y = 100.0 + rng.normal(0, 30.0 if i < 1000 else 10.0)
+        if i >= 1000:
+            inside.append(lower[0] <= y <= upper[0])
+        cal.observe(i + 1, y)
+    return float(np.mean(inside))
+
+
+def test_adaptive_conformal_levels_restore_coverage_after_a_regime_change() -> None:
+    """Without the feedback the interval stays sized for the old noise (coverage near 1); with it the
+    coverage of what comes next approaches the nominal 80%."""
+    stale = _coverage_after_a_calmer_regime(aci_rate=0.0)
+    adaptive = _coverage_after_a_calmer_regime(aci_rate=0.005)
+    assert stale > 0.92, stale
+    assert abs(adaptive - 0.8) < 0.06 and abs(adaptive - 0.8) < abs(stale - 0.8) - 0.1, (adaptive, stale)
