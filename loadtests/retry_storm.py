@@ -1,0 +1,13 @@
+"""Locust drill `retry-storm`: Clients retry a brief error burst in a tight loop: an anomalous 5x spike that must not blow up replicas.
+
+Run: `locust -f loadtests/retry_storm.py --headless --host http://127.0.0.1:PORT` (or `careplane drill retry-storm`).
+"""
+
+from shapes import ScenarioShape
+from users import BillingBatchUser, FhirApiUser, LabOrdersUser, TelehealthUser, VitalsIngestionUser
+
+__all__ = ["BillingBatchUser", "FhirApiUser", "LabOrdersUser", "RetryStorm", "TelehealthUser", "VitalsIngestionUser"]
+
+
+class RetryStorm(ScenarioShape):
+    scenario_name = "retry-storm"
