@@ -311,6 +311,16 @@ class RoutingSpec(_Model):
         Field(min_length=2, max_length=16, description="Backends whose weights careplane sets."),
     ]
     maxShiftPerStep: Annotated[int, Field(ge=1, le=100, description="Most weight points moved per decision.")] = 10
+    backendErrorRateQuery: Annotated[
+        str | None,
+        Field(
+            min_length=1,
+            max_length=4096,
+            description="PromQL giving the error ratio (0..1) per backend: one series per backend, its label "
+            "`backend` naming it, e.g. sum by (backend) (rate(errors[1m])) / sum by (backend) (rate(requests[1m])). "
+            "A backend whose error rate is anomalous loses weight to the healthy ones and regains it gradually.",
+        ),
+    ] = None
 
     rules: ClassVar[tuple[Rule, ...]] = (
         Rule(

@@ -85,6 +85,10 @@ class MetricsPort(Protocol):
         """(times, values) over [start, end] on ``step``; NaN marks gaps; raises MetricsError."""
         ...
 
+    async def instant_by(self, namespace: str, query: str, label: str, at: float) -> dict[str, float | None]:
+        """One value per value of ``label`` (e.g. per routing backend); None where NaN; raises MetricsError."""
+        ...
+
 
 class ClusterPort(Protocol):
     async def get_scale(self, namespace: str, target: TargetRef) -> Scale:

@@ -200,6 +200,17 @@ class PolicyReconciler:
         except MetricsError:
             return None
 
+    async def _backend_errors(self, spec: ScalingPolicySpec, now: float) -> dict[str, float | None]:
+        """Per-backend error ratios for routing; unknown (empty) when not configured or not readable."""
+        routing = spec.routing
+        if routing is None or not routing.backendErrorRateQuery:
+            return {}
+        try:
+            by_backend = await self.metrics.instant_by(self.namespace, routing.backendErrorRateQuery, "backend", now)
+        except MetricsError:
+            return {}
+        return {b.name: by_backend.get(b.name) for b in routing.backends}
+
     # --- one tick ---------------------------------------------------------------------------
     async def tick(self, body: Mapping[str, Any]) -> TickResult:
         started = time.perf_counter()
@@ -228,12 +239,13 @@ class PolicyReconciler:
 
             # 1. query: the target, a competing HPA and the metrics, concurrently (each is a round trip)
             with self.telemetry.step("query") as span:
-                scale_r, other_r, demand_r, latency, errors = await asyncio.gather(
+                scale_r, other_r, demand_r, latency, errors, backend_errors = await asyncio.gather(
                     self.cluster.get_scale(self.namespace, spec.targetRef),
                     self.cluster.scaling_conflict(self.namespace, spec.targetRef),
                     self._demand(spec, now),
                     self._optional(spec.slo.latencyQuery if spec.slo else None, now),
                     self._optional(spec.slo.errorRateQuery if spec.slo else None, now),
+                    self._backend_errors(spec, now),
                     return_exceptions=True,
                 )
                 if isinstance(scale_r, TargetMissing):
@@ -241,7 +253,7 @@ class PolicyReconciler:
                                          target=st.Check(False, scale_r.reason, scale_r.message))
                     self.telemetry.record_error(self.namespace, self.name, scale_r.kind)
                     return await self._report(body, previous_status, outcome, Actions(), now, started)
-                for result in (scale_r, other_r, demand_r, latency, errors):
+                for result in (scale_r, other_r, demand_r, latency, errors, backend_errors):
                     if isinstance(result, PortError):
                         return await self._failed(body, previous_status, spec, generation, result, now, started)
                     if isinstance(result, BaseException):
@@ -251,6 +263,7 @@ class PolicyReconciler:
                 other = other_r if isinstance(other_r, str) else None
                 latency = latency if isinstance(latency, float) else None
                 errors = errors if isinstance(errors, float) else None
+                backend_errors = backend_errors if isinstance(backend_errors, dict) else {}
                 target = st.Check(True, "Found", f"{spec.targetRef.kind} {spec.targetRef.name} has "
                                   f"{scale.spec_replicas} replicas")
                 conflict = (st.Check(True, "HorizontalPodAutoscaler", f"{other}; careplane does not scale it")
@@ -263,6 +276,7 @@ class PolicyReconciler:
                 ready_replicas=scale.ready_replicas if scale.ready_replicas is not None else scale.status_replicas,
                 latency_seconds=latency,
                 error_rate=errors,
+                backend_error_rates=backend_errors,
             )
             # 2. forecast + detect
             if self.models is None or self.models_key != models_key(spec):

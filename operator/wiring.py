@@ -77,6 +77,14 @@ class PrometheusMetrics:
             )
         return value
 
+    async def instant_by(self, namespace: str, query: str, label: str, at: float) -> dict[str, float | None]:
+        try:
+            return await self.threads.run(self.reader.instant_by, query, namespace, label, None)
+        except QueryRejected as exc:
+            raise ports.QueryRejected(str(exc)) from None
+        except (PrometheusUnavailable, QueryFailed) as exc:
+            raise ports.MetricsError(str(exc)) from None
+
     async def history(
         self, namespace: str, query: str, start: float, end: float, step: float
     ) -> tuple[np.ndarray, np.ndarray]:

@@ -26,7 +26,11 @@ class BreakerDecision:
 def service_degraded(policy: ScalingPolicySpec, obs: Observations) -> str | None:
     """Why the service looks unhealthy (latency/error anomaly or SLO breach), or None."""
     anomaly = obs.anomaly
-    if policy.anomaly.enabled and anomaly is not None and anomaly.active and anomaly.signal in ("latency", "errors"):
+    # A failing routing backend ("backend:<name>") is an error anomaly too: outlier detection is what ejects it.
+    error_signal = anomaly is not None and (
+        anomaly.signal in ("latency", "errors") or (anomaly.signal or "").startswith("backend:")
+    )
+    if policy.anomaly.enabled and anomaly is not None and anomaly.active and error_signal:
         return f"{anomaly.signal} anomaly (score {anomaly.score:.2f})"
     slo = policy.slo
     if slo is not None:

@@ -150,6 +150,18 @@ def test_circuit_breaker_follows_ready_replicas_and_tightens_on_error_anomalies(
     assert seen == [4, 5, 6, 7, 8, 9, 10, 10, 10]  # relaxed gradually
 
 
+def test_a_failing_backend_tightens_the_breaker_but_a_demand_anomaly_does_not() -> None:
+    policy = spec(circuitBreaker=BREAKER)
+    _, state, _ = decide(policy, obs(50.0, current=5), DecisionState.initial(), T0)
+    backend = AnomalySummary(score=0.999, active=True, signal="backend:secondary", since=T0,
+                             signal_scores={"backend:secondary": 0.999})
+    actions, _, _ = decide(policy, obs(50.0, current=5, anomaly=backend), state, T0 + 15)
+    assert actions.circuit_breaker is not None and actions.circuit_breaker.consecutive_5xx_errors == 3
+    demand = AnomalySummary(score=0.999, active=True, signal="demand", since=T0, signal_scores={"demand": 0.999})
+    actions, _, _ = decide(policy, obs(50.0, current=5, anomaly=demand), state, T0 + 15)
+    assert actions.circuit_breaker is not None and actions.circuit_breaker.consecutive_5xx_errors == 10
+
+
 ROUTING = {"name": "r", "maxShiftPerStep": 10, "backends": [
     {"name": "primary", "weight": 90, "minWeight": 20, "maxWeight": 100},
     {"name": "secondary", "weight": 10, "minWeight": 0, "maxWeight": 80}]}

@@ -42,12 +42,14 @@ class Models:
     def __init__(self, spec: Any, step_seconds: float) -> None:
         self.rebuilt_with = -1
         self.seen: list[float | None] = []
+        self.raw: list[Observations] = []
 
     def rebuild(self, times: np.ndarray, values: np.ndarray) -> None:
         self.rebuilt_with = len(values)
 
     def observe(self, now: float, raw: Observations) -> Observations:
         self.seen.append(raw.demand)
+        self.raw.append(raw)
         fc = ForecastSummary(raw.demand or 0.0, (raw.demand or 0.0) * 1.2, 0.0, 900, "stand-in")
         return Observations(raw.demand, raw.current_replicas, raw.ready_replicas, forecast=fc)
 
@@ -71,12 +73,19 @@ class FakeMetrics:
         self.demand: float | Exception = 120.0
         self.queries: list[str] = []
         self.history_calls = 0
+        self.by_backend: dict[str, float | None] | Exception = {}
 
     async def instant(self, namespace: str, query: str, at: float) -> float:
         self.queries.append(query)
         if isinstance(self.demand, Exception):
             raise self.demand
         return self.demand
+
+    async def instant_by(self, namespace: str, query: str, label: str, at: float) -> dict[str, float | None]:
+        self.queries.append(f"{query} by {label}")
+        if isinstance(self.by_backend, Exception):
+            raise self.by_backend
+        return self.by_backend
 
     async def history(self, namespace: str, query: str, start: float, end: float, step: float) -> tuple[Any, Any]:
         self.history_calls += 1
@@ -310,3 +319,34 @@ def test_state_signature_ignores_only_ageing() -> None:
     assert state_refresh_seconds(None) == 60.0
     spec = __import__("careplane.validation", fromlist=["parse_policy"]).parse_policy(rig.cluster.obj).spec
     assert state_refresh_seconds(spec) == 60.0  # default 300 s stabilisation: a quarter is 75, capped at 60
+
+
+ROUTING = {
+    "kind": "VirtualService", "name": "api",
+    "backends": [{"name": "primary", "weight": 90}, {"name": "secondary", "weight": 10}],
+    "backendErrorRateQuery": "sum by (backend) (rate(errors_total[1m])) / sum by (backend) (rate(requests_total[1m]))",
+}
+
+
+def test_per_backend_error_rates_reach_the_models() -> None:
+    rig = Rig(policy(routing=ROUTING))
+    rig.metrics.by_backend = {"primary": 0.0, "secondary": 0.4, "not-a-policy-backend": 0.9}
+    rig.tick()
+    assert f"{ROUTING['backendErrorRateQuery']} by backend" in rig.metrics.queries
+    assert dict(rig.rec.models.raw[-1].backend_error_rates) == {"primary": 0.0, "secondary": 0.4}
+    # a backend Prometheus has no series for is unknown, not healthy
+    rig.metrics.by_backend = {"primary": 0.01}
+    rig.tick()
+    assert dict(rig.rec.models.raw[-1].backend_error_rates) == {"primary": 0.01, "secondary": None}
+    # an outage of that one query leaves the rates unknown and the rest of the reconcile running
+    rig.metrics.by_backend = ports.MetricsError("down")
+    rig.tick()
+    assert dict(rig.rec.models.raw[-1].backend_error_rates) == {}
+    assert rig.condition("Ready")["status"] == "True"
+
+
+def test_no_backend_query_without_the_setting() -> None:
+    rig = Rig(policy())
+    rig.tick()
+    assert not any(q.endswith(" by backend") for q in rig.metrics.queries)
+    assert dict(rig.rec.models.raw[-1].backend_error_rates) == {}
