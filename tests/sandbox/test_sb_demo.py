@@ -121,17 +121,3 @@ def test_every_panel_query_returns_series_on_the_sandbox_prometheus(shortened_de
                 failures.append(f"{where}: no series: {promql}")
     assert checked >= 30
     assert not failures, "\n".join(failures)
-
-
-def test_weights_shift_away_from_the_degraded_region_and_back(shortened_demo: DemoRun) -> None:
-    sb = shortened_demo.sandbox
-    fault = next(f for f in sb.scenario.faults if f.workload == "fhir-api")
-    start_weight = sb.timeline[0].weights["fhir-api"][fault.backend]
-    during = [s.weights["fhir-api"][fault.backend] for s in _window(shortened_demo, fault.start, fault.end + 0.2)]
-    assert min(during) < start_weight  # shifted away while the region failed
-    assert sb.timeline[-1].weights["fhir-api"][fault.backend] == start_weight  # and back once it recovered
-    # The workloads routed by what the cluster said (Prometheus shows the weight they applied).
-    prom = PromReader(sb.prometheus.url if sb.prometheus else "")
-    _, applied = prom.one(f'sandbox_routing_weight{{service="fhir-api",backend="{fault.backend}"}}',
-                          sb.start_at, sb.end_time(), 2.0)
-    assert np.nanmin(applied) < start_weight
