@@ -15,8 +15,20 @@ Scores are probabilities corrected for watching a stream continuously (see
 ``_probability``), so ``sensitivity`` means the same thing for every detector.
 
 Why hysteresis: the decision core reacts to ``active``; it must not flap. An
-anomaly starts when the combined probability reaches ``sensitivity`` and ends
+anomaly starts when a signal's probability reaches ``sensitivity`` and ends
 only after it stays below ``exit_level`` for ``exit_samples`` updates in a row.
+A missing sample counts as below (a signal that went silent, e.g. a backend
+that routing drained to weight 0, must not stay anomalous forever).
+
+Why per-signal hysteresis and ``active_signals``: the consumers care about
+different kinds. The circuit breaker reacts to error/latency anomalies,
+routing to ``backend:<name>`` ones, the replica decision to demand ones. With
+one workload-wide state and one reported ``signal`` (the highest score), a
+long demand anomaly (score 1.0, first in the dict) hid an error anomaly that
+started during it, and the breaker never saw the errors (measured in the
+sandbox demo). So every signal keeps its own state and the summary lists all
+active ones; ``active`` is "any signal active", ``signal`` the strongest
+active one (for people), ``since`` when the earliest active one started.
 """
 
 from __future__ import annotations
@@ -33,13 +45,27 @@ ONE_SIDED_PREFIXES = ("latency", "errors", "backend:")
 class _Signal:
     """A signal's detector plus the recent level used to make rises-only signals one-sided."""
 
-    __slots__ = ("detector", "level", "one_sided", "seen")
+    __slots__ = ("below", "detector", "level", "one_sided", "seen", "since")
 
     def __init__(self, detector: Detector, one_sided: bool) -> None:
         self.detector = detector
         self.one_sided = one_sided
         self.level = 0.0
         self.seen = 0
+        self.since: float | None = None  # start of this signal's anomaly in progress (None: none)
+        self.below = 0  # consecutive updates below the exit level while active
+
+    def hysteresis(self, t: float, score: float, enter: float, exit_level: float, exit_samples: int) -> None:
+        """Start at ``enter``; end after ``exit_samples`` updates in a row below ``exit_level``."""
+        if self.since is None:
+            if score >= enter:
+                self.since, self.below = t, 0
+        elif score < exit_level:
+            self.below += 1
+            if self.below >= exit_samples:
+                self.since, self.below = None, 0
+        else:
+            self.below = 0
 
 
 class WorkloadAnomalyMonitor:
@@ -61,9 +87,6 @@ class WorkloadAnomalyMonitor:
         self.exit_level = exit_level if exit_level is not None else 1.0 - 5.0 * (1.0 - sensitivity)
         self.exit_samples = exit_samples
         self._signals: dict[str, _Signal] = {}
-        self._active = False
-        self._since: float | None = None
-        self._below = 0
 
     def _signal(self, name: str) -> _Signal:
         state = self._signals.get(name)
@@ -113,21 +136,21 @@ class WorkloadAnomalyMonitor:
             # slow baseline (half-life ~70 samples): a sustained rise stays a rise for a while
             state.level += (x - state.level) / min(state.seen, 100)
             scores[name] = min(1.0, max(0.0, p))
-        signal = max(scores, key=scores.__getitem__) if scores else None
-        score = scores[signal] if signal is not None else 0.0
-        if not self._active:
-            if score >= self.sensitivity:
-                self._active, self._since, self._below = True, t, 0
-        elif score < self.exit_level:
-            self._below += 1
-            if self._below >= self.exit_samples:
-                self._active, self._since, self._below = False, None, 0
+        # A known signal absent from this update is missing too (scores 0): it may not stay active unseen.
+        for name, state in self._signals.items():
+            state.hysteresis(t, scores.get(name, 0.0), self.sensitivity, self.exit_level, self.exit_samples)
+        active = {name: s for name, s in self._signals.items() if s.since is not None}
+        score = max(scores.values(), default=0.0)
+        if active:
+            # the strongest active signal (ties: the longest running, then by name, for a stable report)
+            signal: str | None = max(active, key=lambda n: (scores.get(n, 0.0), -(active[n].since or 0.0), n))
         else:
-            self._below = 0
+            signal = max(scores, key=scores.__getitem__) if score > 0.0 else None
         return AnomalySummary(
             score=score,
-            active=self._active,
-            signal=signal if score > 0.0 else None,
-            since=self._since,
+            active=bool(active),
+            signal=signal,
+            since=min((s.since for s in active.values() if s.since is not None), default=None),
             signal_scores=scores,
+            active_signals=tuple(sorted(active)),
         )

@@ -20,7 +20,9 @@ from real range queries at start. After every policy has reconciled twice
   decide, actuate, status), as seen by the reconcile loop;
 * CPU seconds of this process (user + system, ``getrusage``) over the window,
   scaled to per policy per hour, and the cores used (CPU s / wall s);
-* resident memory: RSS growth from before the operator started, per policy.
+* resident memory: RSS growth from before the operator started, per policy,
+  next to what one policy's models alone take (measured in a fresh process),
+  so the part the operator shell adds is visible.
 
 The machine is shared (2 cores), so CPU numbers include contention effects on
 latency; the JSON records the load average next to them.
@@ -68,6 +70,43 @@ for i in range(n):
 print("ready", flush=True)
 threading.Event().wait()
 """
+
+
+MODEL_MEMORY = """
+import gc, sys, time
+import numpy as np
+from careplane.decision.models import WorkloadModels
+from careplane.validation import parse_policy
+import json
+doc, history, interval, k = json.loads(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
+spec = parse_policy(doc).spec
+now = time.time()
+times = np.arange(now - history, now - 30, interval)
+values = 100.0 * (1 + 0.2 * np.sin(2 * np.pi * times / 3600.0))
+def rss():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+WorkloadModels(spec, interval).rebuild(times, values)  # imports and caches warm
+gc.collect()
+before = rss()
+kept = []
+for _ in range(k):
+    m = WorkloadModels(spec, interval)
+    m.rebuild(times, values)
+    kept.append(m)
+gc.collect()
+print((rss() - before) / k)
+"""
+
+
+def model_memory_per_policy(interval: int, history: int, k: int = 20) -> int:
+    """RSS of one policy's models (forecaster + anomaly monitor, rebuilt from the benchmark's history),
+    measured in a fresh process: the part of the operator's memory per policy that the models own."""
+    doc = objects(1, interval, history)[2]
+    out = subprocess.run([sys.executable, "-c", MODEL_MEMORY, json.dumps(doc), str(history), str(interval), str(k)],
+                         capture_output=True, text=True, check=True)
+    return round(float(out.stdout.strip()))
 
 
 def rss_bytes() -> int:
@@ -140,7 +179,7 @@ def run_one(n: int, interval: int, history: int, measure: float, console: Consol
                 assert emulator.stdout is not None
                 json.loads(emulator.stdout.readline())  # the emulator is up with every object applied
                 others = {"emulator": emulator.pid, "prometheus": prom.pid or 0, "exporter": exporter.pid}
-                return measure_operator(n, interval, measure, str(kubeconfig), prom.url, console, others)
+                return measure_operator(n, interval, measure, str(kubeconfig), prom.url, console, others, history)
         finally:
             for proc in procs:
                 proc.terminate()
@@ -151,7 +190,7 @@ def run_one(n: int, interval: int, history: int, measure: float, console: Consol
 
 
 def measure_operator(n: int, interval: int, measure: float, kubeconfig: str, prometheus_url: str,
-                     console: Console, others: dict[str, int]) -> dict[str, Any]:
+                     console: Console, others: dict[str, int], history: int = 3600) -> dict[str, Any]:
     ticks: list[tuple[float, str, float]] = []
     lock = threading.Lock()
 
@@ -222,6 +261,7 @@ def measure_operator(n: int, interval: int, measure: float, kubeconfig: str, pro
         "rss_bytes": rss,
         "rss_growth_bytes": rss - rss_before,
         "memory_bytes_per_policy": round((rss - rss_before) / n),
+        "model_memory_bytes_per_policy": model_memory_per_policy(interval, history),
         "step_p50_seconds": {k: round(statistics.median(v), 4) for k, v in sorted(steps.items())},
         "step_p99_seconds": {k: round(statistics.quantiles(v, n=100)[98], 4) for k, v in sorted(steps.items())
                              if len(v) >= 2},

@@ -1,6 +1,8 @@
 """``auto``: pick or blend candidate models per horizon by their rolling out-of-sample error.
 
-Every candidate forecasts at every step (all are O(1)-updated models); when the
+Every candidate reads auto's one history and forecasts at every step (all are
+O(1)-updated models; one that is clearly out of the running sleeps for a while
+and is then scored again, see ``careplane.forecasting.dormancy``); when the
 actual arrives, each candidate's error at each horizon updates an
 exponentially weighted mean squared error (half-life one shortest season,
 within 300-3000 steps: multi-step errors are strongly autocorrelated, so a
@@ -33,6 +35,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from careplane.forecasting.dormancy import Dormancy
 from careplane.forecasting.evaluation import mase_scale
 from careplane.forecasting.intervals import MAX_TRACKED_HORIZON
 from careplane.forecasting.lag_regression import LagRegression
@@ -40,7 +43,7 @@ from careplane.forecasting.online import OnlineForecaster
 from careplane.forecasting.seasonal import Naive, SeasonalNaive
 
 BLEND_RATIO = 1.25
-RESELECT = 16
+RESELECT = 32  # steps between selections: the error memories have half-lives of 300+ steps, the choice moves slowly
 SINGLE_MARGIN = 0.03
 DEBIAS_SUFFIX = "_debiased"
 RIVER_MIN_STEP = 300.0
@@ -80,6 +83,7 @@ class AutoForecaster(OnlineForecaster):
             "calibrate": False,
         }
         self.candidates: list[OnlineForecaster] = [f(**shared) for f in factories]
+        self._share_history()
         raw_names = [c.name for c in self.candidates]
         self.names = raw_names + [n + DEBIAS_SUFFIX for n in raw_names] + ["blend"]
         shortest = min(self.all_seasons, default=300)
@@ -87,6 +91,8 @@ class AutoForecaster(OnlineForecaster):
         self._decay = 1.0 - 0.5 ** (1.0 / halflife)
         # the bias memory is short (half a cycle): it has to follow a level shift within the day, not average over it
         self._bias_decay = 1.0 - 0.5 ** (1.0 / float(np.clip(shortest / 2, 12, 3000)))
+        self._dormancy = Dormancy(len(self.candidates), memory=max(1, round(halflife / RESELECT)))
+        self._awake = list(enumerate(self.candidates))  # (index, candidate) of those asked for forecasts
         self._alloc(self.max_horizon)
         self._scale = math.nan
         self._chosen = "lag_regression"
@@ -104,10 +110,12 @@ class AutoForecaster(OnlineForecaster):
         self._mae = np.full((self._h, c), np.nan)
         # the three EW sums in one block (``_wsum``, ``_sqsum``, ``_absum`` are views): the per-step decay is one operation
         self._sums = np.zeros((3, self._h, c))
+        self._batch = np.empty((RESELECT, self._h, c))  # errors not yet in ``_sums`` (see ``_score``)
+        self._batch_n = 0
         self._hs = np.arange(1, self._h + 1)
         self._bound = np.full((self._h, 1), np.inf)
         self._neg_bound = -self._bound
-        self._buf = np.empty((c, self._h))
+        self._buf = np.zeros((c, self._h))  # (zeros, not empty: a sleeping candidate's row is read with weight 0)
         n_c = (c - 1) // 2
         self._bias_acc = np.zeros((2, self._h, n_c))  # ``_bias_sum`` (EW signed error of each raw candidate per horizon), ``_bias_w``
         self._bias = np.zeros((self._h, n_c))
@@ -117,14 +125,17 @@ class AutoForecaster(OnlineForecaster):
     # views into the stacked sums (properties, not attributes: a copied or unpickled model keeps them aliased)
     @property
     def _wsum(self) -> np.ndarray:
+        self._flush()
         return self._sums[0]
 
     @property
     def _sqsum(self) -> np.ndarray:
+        self._flush()
         return self._sums[1]
 
     @property
     def _absum(self) -> np.ndarray:
+        self._flush()
         return self._sums[2]
 
     @property
@@ -137,6 +148,9 @@ class AutoForecaster(OnlineForecaster):
 
     def _grow(self, horizons: int) -> None:
         """Track more horizons (a longer forecast was asked for) keeping the errors learned so far."""
+        self._flush()
+        self._dormancy.wake_all(self._sums, self._bias_acc, self._pred)  # (its saved records have the old horizons)
+        self._awake = list(enumerate(self.candidates))
         old = {name: getattr(self, name) for name in ("_sums", "_mse", "_mae", "_bias_acc", "_bias")}
         h_old = self._h
         self._alloc(horizons)
@@ -145,15 +159,35 @@ class AutoForecaster(OnlineForecaster):
         self._bound[:h_old] = np.inf
         self._neg_bound = -self._bound
 
+    def _share_history(self) -> None:
+        """Every candidate reads auto's history (one copy, appended once per slot: the candidates
+        only ``_follow`` it). Their own copies held the same values, imputed by the same rule."""
+        for cand in self.candidates:
+            cand.hist = self.hist
+
+    def fit(self, times: np.ndarray, values: np.ndarray) -> None:
+        for cand in self.candidates:  # the candidates are fitted inside auto's fit: full estimates, as alone
+            cand._in_fit = True
+        try:
+            super().fit(times, values)
+        finally:
+            for cand in self.candidates:
+                cand._in_fit = False
+
+    def _reset(self) -> None:
+        super()._reset()
+        self._share_history()
+        if hasattr(self, "_dormancy"):  # (``fit`` on a used model: every candidate forecasts again)
+            self._flush()
+            self._dormancy.wake_all(self._sums, self._bias_acc, self._pred)
+            self._awake = list(enumerate(self.candidates))
+
     # ------------------------------------------------------------ hooks
     def _fit_model(self) -> None:
         if not self._fitted:
-            raw = self.hist.raw_view().copy()
-            filled = self.hist.filled_view().copy()
             for cand in self.candidates:
                 cand.t0 = self.t0
-                cand.hist.load(raw, filled)
-                cand.hist.offset = self.hist.offset
+                cand.hist = self.hist
                 cand.nonnegative = self.nonnegative
                 cand.n_observed = self.n_observed
                 cand._refit()
@@ -171,61 +205,95 @@ class AutoForecaster(OnlineForecaster):
         if not math.isnan(y):
             self._score(index, y)
         for cand in self.candidates:
-            cand._learn_slot(y)
-            if y < 0:
-                cand.nonnegative = False
+            cand._follow(y)  # the slot is already in the shared history
 
     def _score(self, index: int, y: float) -> None:
+        """File the errors of every forecast made for slot ``index``; update the bias memories now.
+
+        The error memories (``_sums``) are only read when auto selects (every RESELECT steps), with
+        the winsorising bound fixed between selections: the errors wait in ``_batch`` and enter in
+        one vectorised update (``_flush``), the same numbers as updating them one step at a time.
+        The bias memories are read at every forecast and updated here.
+        """
         row = index % self._rows
-        pred = self._pred[row]  # (H, C): what each horizon forecast for this slot
-        diff = y - pred
-        ab = np.abs(diff)
+        if self._batch_n == self._batch.shape[0]:
+            self._flush()
+        diff = self._batch[self._batch_n]
+        np.subtract(y, self._pred[row], out=diff)  # (H, C): each horizon's error for this slot
         # every target filed in this row is at most ``index``: an older one marks a horizon not forecast for it
-        if self._target[row].min() != index:
-            ab[self._target[row] != index] = np.nan
-        n_c = len(self.candidates)
-        # winsorise at WINSOR x the best candidate's typical error: an outage or a spike is
-        # unpredictable for every model, and without the cap the one that happens to
-        # hold the last value through it wins the selection for weeks
-        clipped = np.minimum(ab, self._bound)
-        signed = np.minimum(np.maximum(diff[:, :n_c], self._neg_bound), self._bound)
-        a = self._decay
-        b = self._bias_decay
+        if min(self._target[row].tolist()) != index:  # (a Python min: ndarray.min on a few integers costs more)
+            diff[self._target[row] != index] = np.nan
+        self._batch_n += 1
         self._since_select += 1
-        wsum, sqsum, absum = self._sums
-        bias_sum, bias_w = self._bias_acc
-        if math.isfinite(ab.sum()):  # (ab >= 0: the sum is finite only if every term is)
-            # the usual step (every horizon forecast this slot, every model finite): the same
-            # arithmetic as below without the masks, which cost more than the update on arrays this small
-            self._sums *= 1 - a
-            wsum += a
-            sqsum += a * clipped * clipped
-            absum += a * ab
-            self._bias_acc *= 1 - b
-            bias_w += b
-            bias_sum += b * signed
+        n_c = len(self.candidates)
+        signed = np.minimum(np.maximum(diff[:, :n_c], self._neg_bound), self._bound)
+        b = self._bias_decay
+        bias_acc = self._bias_acc
+        if math.isfinite(signed.sum()):  # the usual step: every horizon forecast this slot, every model finite
+            bias_acc *= 1 - b
+            bias_acc[1] += b
+            bias_acc[0] += b * signed
+            return
+        b_known = np.isfinite(signed)
+        b_keep = np.where(b_known, 1 - b, 1.0)
+        bias_acc *= b_keep
+        bias_acc[1] += np.where(b_known, b, 0.0)
+        bias_acc[0] += np.where(b_known, b * signed, 0.0)
+
+    def _flush(self) -> None:
+        """Fold the errors waiting in ``_batch`` into the EW error memories (exponential decay per known error).
+
+        Sequentially each known error x does S <- (1 - a) S + a x (an unknown one leaves S alone); over a
+        batch that is S <- S prod_j f_j + sum_j a x_j prod_{l > j} f_l with f_j = 1 - a where x_j is known.
+        Errors are winsorised at WINSOR x the best candidate's typical error: an outage or a spike is
+        unpredictable for every model, and without the cap the one that happens to hold the last value
+        through it wins the selection for weeks.
+        """
+        m = self._batch_n
+        if m == 0:
+            return
+        self._batch_n = 0
+        ab = np.abs(self._batch[:m])  # (m, H, C)
+        clipped = np.minimum(ab, self._bound)
+        a = self._decay
+        sums = self._sums
+        if math.isfinite(ab.sum()):  # every error known: the same decay everywhere
+            weights = a * (1 - a) ** np.arange(m - 1, -1, -1, dtype=float)
+            sums *= (1 - a) ** m
+            sums[0] += weights.sum()
+            sums[1] += np.tensordot(weights, clipped * clipped, axes=1)
+            sums[2] += np.tensordot(weights, ab, axes=1)
             return
         known = np.isfinite(ab)
-        b_known = known[:, :n_c]
-        b_keep = np.where(b_known, 1 - b, 1.0)
-        bias_w *= b_keep
-        bias_w += np.where(b_known, b, 0.0)
-        bias_sum *= b_keep
-        bias_sum += np.where(b_known, b * np.where(b_known, signed, 0.0), 0.0)
-        # bias-corrected EW means (sums and weights): no single early error dominates a long memory
+        # horizons past the last one with a known error in the batch are left alone: every term there is
+        # "unknown" (the update would multiply by 1 and add 0). On a gappy series auto tracks up to 64
+        # horizons while the usual forecast is a few steps, so this is most of the arrays.
+        span = int(np.flatnonzero(known.any(axis=(0, 2)))[-1]) + 1 if known.any() else 0
+        if span == 0:
+            return
+        if span < known.shape[1]:
+            ab, clipped, known, sums = ab[:, :span], clipped[:, :span], known[:, :span], sums[:, :span]
         keep = np.where(known, 1 - a, 1.0)
-        wsum *= keep
-        wsum += np.where(known, a, 0.0)
-        sqsum *= keep
-        sqsum += np.where(known, a * clipped * clipped, 0.0)
-        absum *= keep
-        absum += np.where(known, a * ab, 0.0)
+        through = np.cumprod(keep[::-1], axis=0)[::-1]  # through[j] = prod_{l >= j} keep[l]
+        after = np.concatenate((through[1:], np.ones((1, *keep.shape[1:]))))  # prod_{l > j}
+        weights = np.where(known, a * after, 0.0)
+        sums *= through[0]
+        sums[0] += weights.sum(axis=0)
+        sums[1] += (weights * np.where(known, clipped * clipped, 0.0)).sum(axis=0)
+        sums[2] += (weights * np.where(known, ab, 0.0)).sum(axis=0)
 
     def _select(self, k: int) -> None:
-        """Refresh errors, blend weights and the per-horizon choice (every RESELECT steps: they move slowly)."""
+        """Refresh errors, blend weights and the per-horizon choice (every RESELECT steps: they move slowly);
+        wake and put to sleep candidates (see ``careplane.forecasting.dormancy``)."""
+        self._flush()  # (before the bound changes: the waiting errors are winsorised at the bound they were made under)
+        dormancy = self._dormancy
+        changed = dormancy.wake_due(self._sums, self._bias_acc, self._pred)
         with np.errstate(invalid="ignore", divide="ignore"):
-            self._mse = np.where(self._wsum > 0, self._sqsum / self._wsum, np.nan)
-            self._mae = np.where(self._wsum > 0, self._absum / self._wsum, np.nan)
+            known = self._wsum > 0
+            if dormancy.asleep.any():
+                known &= ~dormancy.masked_columns  # a sleeping candidate's sums are stale: it takes no part
+            self._mse = np.where(known, self._sqsum / self._wsum, np.nan)
+            self._mae = np.where(known, self._absum / self._wsum, np.nan)
             best = np.min(np.where(np.isfinite(self._mae), self._mae, np.inf), axis=1)
             self._bound = (WINSOR * best)[:, None]
             self._neg_bound = -self._bound
@@ -256,6 +324,9 @@ class AutoForecaster(OnlineForecaster):
             self._chosen = self.chosen_by_horizon[0]
         self._since_select = 0
         self._selected_k = k
+        changed |= dormancy.after_selection(self._mse[:k], self._weights, self._choice, self._sums, self._bias_acc)
+        if changed:
+            self._awake = [(i, self.candidates[i]) for i in dormancy.awake()]
 
     def _predict(self, steps: int) -> np.ndarray:
         if steps > self._h and self._h < MAX_TRACKED_HORIZON:
@@ -263,15 +334,19 @@ class AutoForecaster(OnlineForecaster):
         n_c = len(self.candidates)
         n_all = 2 * n_c  # raw candidates, then their bias-corrected twins
         if self._buf.shape[1] < steps:
-            self._buf = np.empty((n_all + 1, steps))
+            self._buf = np.zeros((n_all + 1, steps))
         full = self._buf[:, :steps]
-        for i, cand in enumerate(self.candidates):
-            full[i] = cand._predict(steps)
         k = min(steps, self._h)
-        if self._selected_k != k or self._since_select >= RESELECT:
-            self._select(k)
+        # the choice is made for every tracked horizon at once (each horizon's choice depends on its own
+        # errors only) and sliced: on a gappy series the steps asked for change from call to call, and
+        # re-selecting at every change of ``k`` cost more than the rest of the update. (Before the
+        # candidates forecast: a candidate woken here forecasts this step.)
+        if self._selected_k != self._h or self._since_select >= RESELECT:
+            self._select(self._h)
+        for i, cand in self._awake:
+            full[i] = cand._predict(steps)
         w = self._bias_w[:k]
-        # refreshed every step (unlike the weights): with a half-cycle memory a 16-step lag would matter
+        # refreshed every step (unlike the weights): with a half-cycle memory a RESELECT-step lag would matter
         if w.all():  # (weights are >= 0) the usual case, without the masked divide
             np.divide(self._bias_sum[:k], w, out=self._bias[:k])
         else:
@@ -281,14 +356,14 @@ class AutoForecaster(OnlineForecaster):
             full[n_c:n_all, k:] = full[:n_c, k:]
         if self.nonnegative:
             np.maximum(full, 0.0, out=full)
-        full[n_all, :k] = np.einsum("ck,ck->k", self._weights, full[:n_all, :k])
-        if steps > k:
-            full[n_all, k:] = full[:n_c, k:].mean(axis=0)
+        full[n_all, :k] = np.einsum("ck,ck->k", self._weights[:, :k], full[:n_all, :k])
+        if steps > k:  # beyond the tracked horizons: the mean of the awake candidates
+            full[n_all, k:] = full[[i for i, _ in self._awake], k:].mean(axis=0)
         targets = self.hist.next_index + self._cols[:k]
         rows = targets % self._rows
         self._pred[rows, self._cols[:k], :] = full[:, :k].T
         self._target[rows, self._cols[:k]] = targets
-        mean = full[self._choice, self._choice_cols]
+        mean = full[self._choice[:k], self._choice_cols[:k]]
         if steps > k:
             mean = np.concatenate((mean, full[n_all, k:]))
         return mean

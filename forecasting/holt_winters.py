@@ -42,6 +42,8 @@ class HoltWinters(OnlineForecaster):
         self._damp_phi = math.nan
 
     def _fit_model(self) -> None:
+        if not self._estimation_due():
+            return  # the smoothing parameters stand; the states are updated every sample
         filled = self.hist.filled_view()
         n = filled.shape[0]
         seasons = self.usable_seasons(min_cycles=2.0)

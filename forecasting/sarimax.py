@@ -47,6 +47,9 @@ class HarmonicSarimax(FourierForecaster):
     def _fit_model(self) -> None:
         self._fit_curve()
         resid = self._residuals(ARMA_ROWS)
+        if not self._estimation_due():
+            self._restart_recursion(resid)  # the ARMA parameters stand; its state follows the new curve
+            return
         self.ar = np.zeros(ORDER[0])
         self.ma = np.zeros(ORDER[2])
         known = resid[np.isfinite(resid)]
@@ -54,7 +57,9 @@ class HarmonicSarimax(FourierForecaster):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 try:
-                    res = SARIMAX(resid, order=ORDER, trend="n", concentrate_scale=True).fit(disp=False, maxiter=25)
+                    # cov_type="none": only the point estimates are used, and the parameter covariance
+                    # (numerical derivatives of the likelihood) cost about a third of the fit
+                    res = SARIMAX(resid, order=ORDER, trend="n", concentrate_scale=True).fit(disp=False, maxiter=25, cov_type="none")
                     params = np.asarray(res.params, dtype=float)
                     self.ar = params[: ORDER[0]]
                     self.ma = params[ORDER[0] : ORDER[0] + ORDER[2]]
@@ -64,7 +69,10 @@ class HarmonicSarimax(FourierForecaster):
         # rather than in the first forecast after it
         self._resp = self._response(self.max_horizon)
         self._resp_params = self.ar
-        # innovations over the recent residuals give the recursion its starting state
+        self._restart_recursion(resid)
+
+    def _restart_recursion(self, resid: np.ndarray) -> None:
+        """Innovations over the recent residuals give the recursion its starting state."""
         self._r = [0.0] * ORDER[0]
         self._e = [0.0] * ORDER[2]
         for value in resid[-500:]:

@@ -34,6 +34,17 @@ BASELINE: dict[str, float] = {
     "billing-batch": 6.0,  # claims/s; ForecastOnly, replicas stay as deployed
 }
 
+# Units one request of a batch workload carries: uniform sizes between half and one and a half times the mean
+# (users.py draws them; the sandbox's history gives its counters the same spread).
+BATCH_UNITS: dict[str, float] = {"vitals-ingestion": 40.0, "billing-batch": 20.0}
+BATCH_CV = 1.0 / math.sqrt(12.0)  # coefficient of variation of a uniform size on [0.5, 1.5] x mean
+
+
+def batch_size(workload: str, draw: Callable[[int, int], int]) -> int:
+    """One batch's size for ``workload`` with ``draw(lo, hi)`` (e.g. random.randint)."""
+    mean = BATCH_UNITS[workload]
+    return draw(round(mean / 2), round(mean * 1.5))
+
 
 def flat(level: float) -> RateFn:
     return lambda f: level
@@ -101,6 +112,10 @@ class Surge:
     # How long the recurring surge lasts in the real daily pattern (the history): a drill compresses
     # a 20-minute booking rush into a fraction of minutes, the days before it were not compressed.
     history_seconds: float = 1200.0
+    # The SRE knows the campaign's time and has put it in the policy's ``schedules`` (a replica floor for the
+    # surge's peak at targetUtilization, starting a pod startup ahead): the sandbox writes that window on the
+    # drill's clock, as it writes the history. Without it, capacity ahead comes from the forecast alone.
+    scheduled: bool = False
 
 
 @dataclass(frozen=True)
@@ -143,10 +158,11 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario(
             "vaccination-campaign",
-            "A vaccination clinic opens booking at a known time every day: a 9x step on the FHIR API.",
+            "A vaccination clinic opens booking at a known time every day: a 9x step on the FHIR API "
+            "(in the history every day, and in the policy's schedules).",
             "fhir-api",
             {"fhir-api": step(B["fhir-api"], 9 * B["fhir-api"], 0.5, 0.8)},
-            surges=(Surge("fhir-api", 0.5, 0.8, recurring=True),),
+            surges=(Surge("fhir-api", 0.5, 0.8, recurring=True, scheduled=True),),
         ),
         Scenario(
             "device-storm",

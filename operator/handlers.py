@@ -17,6 +17,7 @@ server already filtered the watch by label selector.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import random
@@ -36,6 +37,9 @@ from careplane.validation import PolicyError, parse_policy
 
 log = logging.getLogger(__name__)
 DEFAULT_INTERVAL = 15
+# Seconds of first-tick spread per running policy (capped at the interval): 1,000 policies spread
+# over 15 s, a handful start at once (tests, small clusters: no startup delay to speak of).
+START_SPREAD_PER_POLICY = 0.015
 
 
 @dataclass
@@ -52,6 +56,12 @@ class Runtime:
     ticks: int = 0
     on_tick: Callable[[str, Any], None] | None = None  # test/benchmark hook: (key, TickResult)
     core: Any = None  # the decision package; None = careplane.decision (tests may pass a stand-in)
+    # Model rebuilds (bulk fits at start or on a spec change) of every policy, off kopf's event loop.
+    # Two threads: the GIL lets one run Python at a time anyway (numpy releases it in places), and more
+    # threads would only contend with the loop for it.
+    models_executor: concurrent.futures.ThreadPoolExecutor = field(
+        default_factory=lambda: concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="careplane-models")
+    )
 
 
 def _key(namespace: str | None, name: str | None) -> str:
@@ -102,6 +112,8 @@ def build_registry(config: cfg.OperatorConfig) -> kopf.OperatorRegistry:
         close = getattr(runtime.metrics, "close", None) if runtime else None
         if close is not None:
             await close()
+        if runtime is not None:
+            runtime.models_executor.shutdown(wait=False, cancel_futures=True)
 
     def check(body: kopf.Body, logger: Any) -> None:
         """Log a bad spec at once; the condition and its Warning event come from the daemon's tick
@@ -128,6 +140,7 @@ def build_registry(config: cfg.OperatorConfig) -> kopf.OperatorRegistry:
     def deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         runtime: Runtime = memo["runtime"]
         runtime.reconcilers.pop(_key(body.metadata.namespace, body.metadata.name), None)
+        runtime.telemetry.forget(body.metadata.namespace or "default", body.metadata.name or "")
 
     @kopf.daemon(
         *resource,
@@ -146,10 +159,13 @@ def build_registry(config: cfg.OperatorConfig) -> kopf.OperatorRegistry:
         reconciler = PolicyReconciler(
             namespace, name, metrics=runtime.metrics, cluster=runtime.cluster, telemetry=runtime.telemetry,
             identity=runtime.identity, should_stop=lambda: bool(stopped), core=runtime.core,
+            models_executor=runtime.models_executor,
         )
         runtime.reconcilers[key] = reconciler
-        # Spread the first ticks of many policies (an operator restart) over a fraction of the interval.
-        await _sleep(stopped, wake, random.uniform(0, 0.1 * interval_of(body.get("spec"))))
+        # Spread the first ticks when many daemons start together (operator start, takeover): each tick then
+        # sleeps one interval, so the spread lasts instead of a burst of every policy at once each interval.
+        spread = min(interval_of(body.get("spec")), START_SPREAD_PER_POLICY * len(runtime.reconcilers))
+        await _sleep(stopped, wake, random.uniform(0, spread))
         try:
             while not stopped:
                 try:
@@ -170,6 +186,8 @@ def build_registry(config: cfg.OperatorConfig) -> kopf.OperatorRegistry:
         finally:
             if runtime.reconcilers.get(key) is reconciler:
                 runtime.reconcilers.pop(key, None)
+                # Deleted, out of this shard, or this operator paused: its figures are no longer ours to report.
+                runtime.telemetry.forget(namespace, name)
             with contextlib.suppress(KeyError):
                 if runtime.wakeups.get(key) is wake:
                     del runtime.wakeups[key]

@@ -6,7 +6,9 @@ option, raises typed errors with the HTTP status, and reaches any group,
 version and subresource through ``CustomObjectsApi`` (which works for every
 non-core group, ``apps`` included). Calls block, so the operator runs an
 actuation in a worker thread (``await asyncio.to_thread(...)``; kopf runs sync
-handlers in its executor anyway). The clients are built from an explicit
+handlers in its executor anyway). The per-interval reads and status writes of
+every policy do not come here: they take the thread-free path of
+:mod:`careplane.operator.kube_async`. The clients are built from an explicit
 config (``new_client_from_config``), never from the module-global default,
 because ``kubernetes.config`` reads ``$KUBECONFIG`` once at import time.
 

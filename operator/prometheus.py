@@ -9,7 +9,12 @@ Two promises the decision core depends on:
   query is bad" (4xx: not retried), so that the operator can set
   ``MetricsAvailable`` with the right reason.
 
-Every query goes through :func:`careplane.operator.promql.confine` first.
+Every query of the operator goes through :func:`careplane.operator.promql.confine`
+first. The one exception is explicit: a reader built with ``unconfined=True``
+(:meth:`PrometheusReader.unconfined`) runs queries as written. That mode is for
+whole-sandbox reports (``careplane.sandbox.report``), which read every
+namespace of a sandbox on purpose; the operator never builds one, so a
+policy's reads stay confined to its namespace.
 Retries use exponential backoff (``backoff_seconds * 2**attempt``, capped);
 the library's own urllib3 retries are switched off so that the count and the
 delays are ours and visible. Bearer token (inline or file, re-read on each
@@ -105,8 +110,10 @@ _STATUS_RE = re.compile(r"HTTP Status Code (\d+)")
 class PrometheusReader:
     """Instant and range queries of confined PromQL with retries; see the module docstring."""
 
-    def __init__(self, config: PrometheusConfig, *, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(self, config: PrometheusConfig, *, sleep: Callable[[float], None] = time.sleep,
+                 unconfined: bool = False) -> None:
         self.config = config
+        self.confined = not unconfined
         self._sleep = sleep
         session = requests.Session()
         if config.ca_file:
@@ -119,7 +126,20 @@ class PrometheusReader:
             session.verify = False
         self.attempts = 0  # total HTTP attempts made (for tests and telemetry)
 
+    @classmethod
+    def unconfined(cls, config: PrometheusConfig) -> PrometheusReader:
+        """A reader that runs queries as written (no namespace matcher): whole-sandbox reports only."""
+        return cls(config, unconfined=True)
+
     # ---- plumbing ----------------------------------------------------------------------
+
+    def _scoped(self, query: str, namespace: str | None) -> str:
+        """The query confined to ``namespace``; as written only in unconfined mode with no namespace."""
+        if namespace is None:
+            if self.confined:
+                raise ValueError("a confined reader needs the policy's namespace")
+            return query
+        return confine(query, namespace)
 
     def _headers(self) -> dict[str, str] | None:
         token = self.config.bearer_token
@@ -154,9 +174,9 @@ class PrometheusReader:
 
     # ---- queries -----------------------------------------------------------------------
 
-    def instant(self, query: str, namespace: str, at: float | None = None) -> float | None:
+    def instant(self, query: str, namespace: str | None, at: float | None = None) -> float | None:
         """The query's single value now (or at ``at``); None when empty/NaN/Inf. Raises on errors."""
-        confined = confine(query, namespace)
+        confined = self._scoped(query, namespace)
         params = {"time": f"{at:.3f}"} if at is not None else None
         result = self._call(lambda: self._client.custom_query(confined, params=params))
         return self._single_value(result, confined)
@@ -173,9 +193,9 @@ class PrometheusReader:
             return _finite(result[1])
         return None
 
-    def instant_by(self, query: str, namespace: str, label: str, at: float | None = None) -> dict[str, float | None]:
+    def instant_by(self, query: str, namespace: str | None, label: str, at: float | None = None) -> dict[str, float | None]:
         """One value per value of ``label`` (e.g. per backend); missing values are None."""
-        confined = confine(query, namespace)
+        confined = self._scoped(query, namespace)
         params = {"time": f"{at:.3f}"} if at is not None else None
         result = self._call(lambda: self._client.custom_query(confined, params=params))
         out: dict[str, float | None] = {}
@@ -185,7 +205,7 @@ class PrometheusReader:
                 out[key] = _finite(series.get("value", [None, None])[1])
         return out
 
-    def read(self, query: str, namespace: str, at: float | None = None) -> Reading:
+    def read(self, query: str, namespace: str | None, at: float | None = None) -> Reading:
         """Like :meth:`instant` but never raises: the status says why a value is missing."""
         try:
             value = self.instant(query, namespace, at)
@@ -199,11 +219,33 @@ class PrometheusReader:
             return Reading(None, "no-data", f"{query!r} returned no data (empty or NaN) in namespace {namespace!r}", query)
         return Reading(value, "ok", "", query)
 
-    def range(self, query: str, namespace: str, start: float, end: float, step: float) -> RangeResult:
+    def range_series(self, query: str, namespace: str | None, start: float, end: float,
+                     step: float) -> list[tuple[dict[str, str], np.ndarray, np.ndarray]]:
+        """Every series of one range query as (labels, timestamps, values), NaN where not finite.
+
+        Evaluated at exactly ``start + k * step`` (fractional seconds kept, unlike the
+        client's own rounding), in one request: for reports over at most
+        ``MAX_POINTS_PER_QUERY`` steps.
+        """
+        if step <= 0 or end < start:
+            raise ValueError("need step > 0 and end >= start")
+        scoped = self._scoped(query, namespace)
+        exact = {"start": f"{start:.3f}", "end": f"{end:.3f}"}
+        result = self._call(functools.partial(self._client.custom_query_range, scoped, start_time=_dt(start),
+                                              end_time=_dt(end), step=f"{step:g}", params=exact))
+        out: list[tuple[dict[str, str], np.ndarray, np.ndarray]] = []
+        for series in result or []:
+            points = series.get("values") or []
+            ts = np.array([float(t) for t, _ in points], dtype=float)
+            vs = np.array([np.nan if (v := _finite(raw)) is None else v for _, raw in points], dtype=float)
+            out.append((dict(series.get("metric") or {}), ts, vs))
+        return out
+
+    def range(self, query: str, namespace: str | None, start: float, end: float, step: float) -> RangeResult:
         """Values on the grid ``start, start+step, ... <= end`` (NaN where missing), in chunks Prometheus accepts."""
         if step <= 0 or end < start:
             raise ValueError("need step > 0 and end >= start")
-        confined = confine(query, namespace)
+        confined = self._scoped(query, namespace)
         start = float(round(start))  # the client sends whole seconds; keep our grid on theirs
         n = int((end - start) // step) + 1
         times = start + step * np.arange(n, dtype=float)

@@ -236,3 +236,39 @@ def merge_patch(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> dict[s
         if key not in new:
             patch[key] = None
     return patch
+
+
+def significant(status: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The part of a status that must reach the API server at once; the rest are figures.
+
+    Figures (measured and forecast demand, anomaly score, condition messages
+    and the decision's wording, which quote those numbers) move a little on
+    every interval; writing them each time is one PATCH and one watch event per
+    policy per interval for kopf to process. Conditions' status and reason,
+    replica counts, the decision's replicas, breaker and routing values, the
+    anomaly's activity and observedGeneration are written as soon as they change;
+    figures are refreshed at most every :func:`figures_refresh_seconds`.
+    """
+    status = status or {}
+    anomaly = status.get("anomaly") or {}
+    return {
+        "conditions": [(c.get("type"), c.get("status"), c.get("reason")) for c in status.get("conditions") or []
+                       if isinstance(c, Mapping)],
+        "observedGeneration": status.get("observedGeneration"),
+        "currentReplicas": status.get("currentReplicas"),
+        "desiredReplicas": status.get("desiredReplicas"),
+        "decisionReplicas": (status.get("lastDecision") or {}).get("replicas"),
+        "circuitBreaker": status.get("circuitBreaker"),
+        "routing": status.get("routing"),
+        "anomaly": (anomaly.get("active"), anomaly.get("signal")),
+        "demandKnown": "current" in (status.get("demand") or {}),
+    }
+
+
+def figures_refresh_seconds(interval_seconds: float) -> float:
+    """How stale the status figures may get: a minute, or one interval when that is longer.
+
+    The live values are on the metrics endpoint every interval; the status is what
+    ``kubectl`` shows, where a minute-old demand figure is still informative.
+    """
+    return max(float(interval_seconds), 60.0)

@@ -22,10 +22,11 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
+from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -53,7 +54,7 @@ METRIC_NAMES = (
     "careplane_errors_total",
 )
 
-SPAN_NAMES = ("query", "forecast", "detect", "decide", "actuate")
+SPAN_NAMES = ("query", "forecast", "detect", "decide", "actuate", "status")  # status: only when something is written
 
 
 def _otlp_requested(env: Mapping[str, str]) -> bool:
@@ -66,6 +67,46 @@ def _otlp_requested(env: Mapping[str, str]) -> bool:
     if "otlp" in exporters:
         return True
     return bool(env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
+
+
+Labels = tuple[tuple[str, str], ...]
+
+
+class _LastValues:
+    """A thread-safe table of values by label set, read by an observable instrument's callback.
+
+    ``set`` keeps the last value (gauges); ``add`` keeps a running total (counters).
+    Rows are grouped by (namespace, policy) so that forgetting a policy is O(its rows).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rows: dict[tuple[str, str], dict[Labels, float]] = {}
+
+    @staticmethod
+    def _keys(attributes: Mapping[str, str]) -> tuple[tuple[str, str], Labels]:
+        return (attributes.get("namespace", ""), attributes.get("policy", "")), tuple(sorted(attributes.items()))
+
+    def set(self, value: float, attributes: Mapping[str, str]) -> None:
+        group, key = self._keys(attributes)
+        with self._lock:
+            self._rows.setdefault(group, {})[key] = float(value)
+
+    def add(self, value: float, attributes: Mapping[str, str]) -> None:
+        group, key = self._keys(attributes)
+        with self._lock:
+            rows = self._rows.setdefault(group, {})
+            rows[key] = rows.get(key, 0.0) + value
+
+    def forget(self, namespace: str, name: str) -> None:
+        """Drop every row of one policy."""
+        with self._lock:
+            self._rows.pop((namespace, name), None)
+
+    def observe(self, _options: CallbackOptions) -> Iterable[Observation]:
+        with self._lock:
+            rows = [(key, value) for group in self._rows.values() for key, value in group.items()]
+        return [Observation(value, dict(key)) for key, value in rows]
 
 
 class Telemetry:
@@ -88,30 +129,42 @@ class Telemetry:
         self.meter_provider = MeterProvider(metric_readers=[self._reader], resource=resource)
         meter = self.meter_provider.get_meter("careplane.operator")
 
-        self.desired_replicas = meter.create_gauge(
-            "careplane_desired_replicas", description="Replicas careplane wants for the target."
+        # Gauges and counters are *observable* instruments over careplane's own tables, not
+        # synchronous ones: the SDK keeps a synchronous instrument's last value per label set
+        # for ever, so a deleted ScalingPolicy would go on being exported; an observable
+        # instrument exports exactly what its callback reports at each collection, and
+        # :meth:`forget` drops a policy's rows (see test_deleted_policy_disappears).
+        self.desired_replicas = _LastValues()
+        self.current_replicas = _LastValues()
+        self.forecast_demand = _LastValues()
+        self.demand = _LastValues()
+        self.anomaly_score = _LastValues()
+        self.circuit_breaker_max_pending = _LastValues()
+        self.routing_weight = _LastValues()
+        self.decisions = _LastValues()  # running totals
+        self.errors = _LastValues()
+        gauges = (
+            ("careplane_desired_replicas", self.desired_replicas, "Replicas careplane wants for the target."),
+            ("careplane_current_replicas", self.current_replicas, "Replicas the target has (spec.replicas)."),
+            ("careplane_forecast_demand", self.forecast_demand,
+             "Forecast demand (requests/s) over the provisioning window, by quantile (mean, upper, lower)."),
+            ("careplane_demand", self.demand, "Measured demand in requests/s."),
+            ("careplane_anomaly_score", self.anomaly_score, "Anomaly probability in [0, 1]."),
+            ("careplane_circuit_breaker_max_pending", self.circuit_breaker_max_pending,
+             "http1MaxPendingRequests careplane last decided."),
+            ("careplane_routing_weight", self.routing_weight, "Routing weight careplane last decided, by backend."),
         )
-        self.current_replicas = meter.create_gauge(
-            "careplane_current_replicas", description="Replicas the target has (spec.replicas)."
+        for name, table, description in gauges:
+            meter.create_observable_gauge(name, callbacks=[table.observe], description=description)
+        meter.create_observable_counter(
+            "careplane_decisions", callbacks=[self.decisions.observe],
+            description="Decisions that changed something, by action (scale, circuit_breaker, routing).",
         )
-        self.forecast_demand = meter.create_gauge(
-            "careplane_forecast_demand",
-            description="Forecast demand (requests/s) over the provisioning window, by quantile (mean, upper, lower).",
+        meter.create_observable_counter(
+            "careplane_errors", callbacks=[self.errors.observe],
+            description="Reconcile errors by kind (metrics, kubernetes, policy, target, internal).",
         )
-        self.demand = meter.create_gauge("careplane_demand", description="Measured demand in requests/s.")
-        self.anomaly_score = meter.create_gauge("careplane_anomaly_score", description="Anomaly probability in [0, 1].")
-        self.circuit_breaker_max_pending = meter.create_gauge(
-            "careplane_circuit_breaker_max_pending", description="http1MaxPendingRequests careplane last decided."
-        )
-        self.routing_weight = meter.create_gauge(
-            "careplane_routing_weight", description="Routing weight careplane last decided, by backend."
-        )
-        self.decisions = meter.create_counter(
-            "careplane_decisions", description="Decisions that changed something, by action (scale, circuit_breaker, routing)."
-        )
-        self.errors = meter.create_counter(
-            "careplane_errors", description="Reconcile errors by kind (metrics, kubernetes, policy, target, internal)."
-        )
+        self._tables = (*(t for _, t, _ in gauges), self.decisions, self.errors)
         self.reconcile_seconds = meter.create_histogram(
             "careplane_reconcile_seconds",
             unit="s",
@@ -170,6 +223,15 @@ class Telemetry:
     # --- recording -------------------------------------------------------------------------
     def record_error(self, namespace: str, name: str, kind: str) -> None:
         self.errors.add(1, {"namespace": namespace, "policy": name, "kind": kind})
+
+    def forget(self, namespace: str, name: str) -> None:
+        """Stop exporting a policy's gauges and counters (it was deleted, or left this operator's shard).
+
+        The ``careplane_reconcile_seconds`` histogram is synchronous (the SDK offers no
+        observable histogram), so its series of a deleted policy stay until the process restarts.
+        """
+        for table in self._tables:
+            table.forget(namespace, name)
 
     def record_reconcile(
         self,

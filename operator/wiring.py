@@ -1,11 +1,17 @@
 """Adapters from the real readers and actuators to the reconcile loop's ports.
 
-The Prometheus reader (:mod:`careplane.operator.prometheus`), the Kubernetes
-layer (:mod:`careplane.operator.kube`) and the actuators are synchronous (they
-use prometheus-api-client and the ``kubernetes`` client, which block); here
-each call runs in a worker thread (``asyncio.to_thread``) so one slow policy
-never blocks kopf's event loop or the other policies. Their errors become the
-port errors whose ``reason`` goes into the status conditions.
+Two paths, chosen by how often they run:
+
+* every interval of every policy (instant queries, the target's /scale, the
+  policy's status and annotations): async, on shared aiohttp sessions
+  (:mod:`careplane.operator.prometheus_async`, :mod:`careplane.operator.kube_async`),
+  so a thousand policies need no thread per call;
+* rarely (model rebuilds from range queries, HPA listing every few seconds
+  per namespace, actuator writes when a decision changes something): the
+  synchronous prometheus-api-client and ``kubernetes`` client in a worker
+  thread, so one slow call never blocks kopf's event loop.
+
+Their errors become the port errors whose ``reason`` goes into the status conditions.
 """
 
 from __future__ import annotations
@@ -30,7 +36,9 @@ from careplane.operator.actuators import (
     routing_actuator,
 )
 from careplane.operator.kube import Kube, KubeError, NotFound, ObjectRef
+from careplane.operator.kube_async import AsyncKube
 from careplane.operator.prometheus import PrometheusConfig, PrometheusReader, PrometheusUnavailable, QueryFailed
+from careplane.operator.prometheus_async import AsyncPrometheusReader, PrometheusTimeout
 from careplane.operator.promql import QueryRejected
 from careplane.operator.settings import OperatorConfig
 
@@ -55,18 +63,26 @@ class _Threads:
 
 
 class PrometheusMetrics:
-    """:class:`ports.MetricsPort` over :class:`PrometheusReader` (namespace-confined queries)."""
+    """:class:`ports.MetricsPort`: instant queries async, range queries (rebuilds) with :class:`PrometheusReader`.
 
-    def __init__(self, reader: PrometheusReader, threads: _Threads | None = None) -> None:
+    Both readers confine every query to the policy's namespace; the async one is
+    built from the same :class:`PrometheusConfig` (URL, token, TLS, timeout, retries).
+    """
+
+    def __init__(self, reader: PrometheusReader, threads: _Threads | None = None,
+                 live: AsyncPrometheusReader | None = None) -> None:
         self.reader = reader
+        self.live = live or AsyncPrometheusReader(reader.config)
         self.threads = threads or _Threads()
 
     async def instant(self, namespace: str, query: str, at: float) -> float:
         try:
             # Evaluated at the server's "now": the operator's clock may be skewed from Prometheus'.
-            value = await self.threads.run(self.reader.instant, query, namespace, None)
+            value = await self.live.instant(query, namespace)
         except QueryRejected as exc:
             raise ports.QueryRejected(str(exc)) from None
+        except PrometheusTimeout as exc:
+            raise ports.MetricsError(str(exc), reason="PrometheusTimeout") from None
         except PrometheusUnavailable as exc:
             raise ports.MetricsError(str(exc), reason="PrometheusUnavailable") from None
         except QueryFailed as exc:
@@ -79,7 +95,7 @@ class PrometheusMetrics:
 
     async def instant_by(self, namespace: str, query: str, label: str, at: float) -> dict[str, float | None]:
         try:
-            return await self.threads.run(self.reader.instant_by, query, namespace, label, None)
+            return await self.live.instant_by(query, namespace, label)
         except QueryRejected as exc:
             raise ports.QueryRejected(str(exc)) from None
         except (PrometheusUnavailable, QueryFailed) as exc:
@@ -97,14 +113,16 @@ class PrometheusMetrics:
         return result.times, result.values
 
     async def close(self) -> None:
+        await self.live.close()
         self.threads.close()
 
 
 class KubeCluster:
     """:class:`ports.ClusterPort` over :class:`Kube` and the actuators."""
 
-    def __init__(self, kube: Kube, threads: _Threads | None = None) -> None:
+    def __init__(self, kube: Kube, threads: _Threads | None = None, live: AsyncKube | None = None) -> None:
         self.kube = kube
+        self.live = live or AsyncKube(kube.api_client.configuration, plurals=kube)
         self.threads = threads or _Threads()
         self._hpa_cache: dict[str, tuple[float, list[dict[str, Any]]]] = {}
         self._hpa_locks: dict[str, asyncio.Lock] = {}
@@ -124,9 +142,31 @@ class KubeCluster:
             raise ports.ApiFailure(f"{what}: {exc}") from None
 
     async def get_scale(self, namespace: str, target: model.TargetRef) -> ports.Scale:
+        """The /scale subresource and the object's readyReplicas, read concurrently (async path).
+
+        Same reading as :meth:`ScaleActuator.current`: a kind whose object cannot be
+        read (RBAC grants only /scale) still scales, with ready replicas unknown.
+        """
         ref = self._ref(namespace, target)
-        state = await self._call(f"{target.kind} {target.name}", self.scale.current, ref)
-        return ports.Scale(state.replicas, state.status_replicas, state.ready_replicas)
+        what = f"{target.kind} {target.name}"
+        scale_r, obj_r = await asyncio.gather(self.live.get(ref, "scale"), self.live.get(ref),
+                                              return_exceptions=True)
+        if isinstance(scale_r, NotFound):
+            raise ports.TargetMissing(f"{what}: {scale_r}") from None
+        if isinstance(scale_r, KubeError):
+            raise ports.ApiFailure(f"{what}: {scale_r}") from None
+        if isinstance(scale_r, BaseException):
+            raise scale_r
+        if isinstance(obj_r, BaseException) and not isinstance(obj_r, KubeError):
+            raise obj_r
+        obj_status = (obj_r.get("status") or {}) if isinstance(obj_r, dict) else {}
+        ready = obj_status.get("readyReplicas")
+        status = scale_r.get("status") or {}
+        return ports.Scale(
+            int((scale_r.get("spec") or {}).get("replicas", 0)),
+            int(status["replicas"]) if status.get("replicas") is not None else None,
+            int(ready) if ready is not None else (0 if obj_status else None),
+        )
 
     async def set_scale(self, namespace: str, target: model.TargetRef, replicas: int) -> None:
         ref = self._ref(namespace, target)
@@ -194,24 +234,19 @@ class KubeCluster:
         annotations: Mapping[str, str | None] | None,
     ) -> None:
         ref = ObjectRef(POLICY_API_VERSION, model.KIND, name, namespace)
-
-        def write() -> None:
+        try:
             # No resourceVersion: merge patches of careplane-owned keys cannot lose anyone's write.
             if annotations:
-                self.kube.retry_write(f"annotate {ref}", lambda: self.kube.patch(
-                    ref, {"metadata": {"annotations": dict(annotations)}}))
+                await self.live.merge_patch(ref, {"metadata": {"annotations": dict(annotations)}})
             if status:
-                self.kube.retry_write(f"status of {ref}", lambda: self.kube.patch(
-                    ref, {"status": dict(status)}, subresource="status"))
-
-        try:
-            await self.threads.run(write)
+                await self.live.merge_patch(ref, {"status": dict(status)}, subresource="status")
         except NotFound:
             return  # the policy was deleted meanwhile: nothing to report on
         except KubeError as exc:
             raise ports.ApiFailure(f"writing {ref}: {exc}") from None
 
     async def close(self) -> None:
+        await self.live.close()
         self.threads.close()
 
 

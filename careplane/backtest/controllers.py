@@ -108,7 +108,8 @@ class CareplaneController:
 
     def decide(self, t: float, metric: float | None, current: int, ready: int) -> int:
         # the models learned the step's sample in begin_step; between rows the reading is fresher
-        obs = replace(self.obs, demand=metric, current_replicas=current, ready_replicas=ready)
+        reactive = self.models.track(t, metric)
+        obs = replace(self.obs, demand=metric, current_replicas=current, ready_replicas=ready, reactive=reactive)
         actions, self.state, explanation = decide(self.spec, obs, self.state, t)
         self.reason = explanation.reason
         return current if actions.replicas is None else actions.replicas

@@ -10,6 +10,11 @@ Timing: ``observe(now, raw, sample_time)`` learns the demand sample measured at
 previous step, since metrics lag one step) and forecasts the steps after it
 that fall in the provisioning window [now, now + podStartupSeconds + horizon].
 Skipped steps are learned as gaps (NaN), never as zeros.
+
+Every decision's reading (``observe`` and, between samples, ``track``) also feeds
+the calibrated reactive bound (careplane.decision.reactive): the reading's excess
+one podStartupSeconds + intervalSeconds later, at the policy quantile, and the
+choice between that bound and the forecast's by rolling pinball loss.
 """
 
 from __future__ import annotations
@@ -20,11 +25,17 @@ from dataclasses import replace
 import numpy as np
 
 from careplane.decision.calibration import WindowCalibrator
-from careplane.decision.types import AnomalySummary, ForecastSummary, Observations
+from careplane.decision.reactive import ReactiveCalibrator
+from careplane.decision.types import AnomalySummary, ForecastSummary, Observations, ReactiveSummary
 from careplane.policy import ScalingPolicySpec
 
 MAX_HORIZON_STEPS = 24
 ANOMALY_REPLAY = 10_000  # samples of history the anomaly monitor re-learns on rebuild
+# the reactive calibration window: one day of readings (a daily cycle's quiet and busy hours alike)
+REACTIVE_WINDOW_SECONDS = 86_400.0
+REACTIVE_MIN_WINDOW = 500
+# ratios are taken against at least half a replica's worth of demand (a quiet spell is not a zero base)
+REACTIVE_FLOOR_REPLICAS = 0.5
 
 
 class WorkloadModels:
@@ -51,6 +62,14 @@ class WorkloadModels:
 
             self.monitor = WorkloadAnomalyMonitor(spec.anomaly.detector.value, spec.anomaly.sensitivity)
         self.calibrator = WindowCalibrator(step_seconds=self.step)
+        # the reading that shows the need of capacity asked now: one startup plus one decision later
+        self.reactive = ReactiveCalibrator(
+            horizon_seconds=spec.demand.podStartupSeconds + spec.intervalSeconds,
+            quantile=spec.forecast.quantile,
+            floor=REACTIVE_FLOOR_REPLICAS * spec.demand.perReplicaCapacity,
+            step_seconds=self.step,
+            window=max(REACTIVE_MIN_WINDOW, math.ceil(REACTIVE_WINDOW_SECONDS / spec.intervalSeconds)),
+        )
         self.last_sample_time: float | None = None
         self._t0: float | None = None
         self._last_anomaly: AnomalySummary | None = None
@@ -116,7 +135,14 @@ class WorkloadModels:
             anomaly = self._last_anomaly
         if fresh:
             self.last_sample_time = t
-        return replace(raw, demand=demand, forecast=forecast, anomaly=anomaly)
+        reactive = self.track(now, demand)
+        return replace(raw, demand=demand, forecast=forecast, anomaly=anomaly, reactive=reactive)
+
+    def track(self, now: float, reading: float | None) -> ReactiveSummary | None:
+        """Learn a demand reading taken at ``now`` (every decision's, also between samples) for the
+        calibrated reactive bound, and return that bound. A repeated ``now`` learns nothing."""
+        f = self._last_forecast
+        return self.reactive.observe(now, reading, f.upper if f else None)
 
     def _index(self, t: float) -> int:
         if self._t0 is None:

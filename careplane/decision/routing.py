@@ -18,11 +18,9 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from careplane.decision.breaker import DEFAULT_MAX_ERROR_RATE, active_signals  # one rule for breaker and routing
 from careplane.decision.types import Observations
 from careplane.policy import Backend, ScalingPolicySpec
-
-# A backend's error rate counts as failing above this when the policy sets no maxErrorRate.
-DEFAULT_MAX_ERROR_RATE = 0.05
 
 
 @dataclass(frozen=True)
@@ -43,8 +41,9 @@ def unhealthy_backends(policy: ScalingPolicySpec, obs: Observations) -> list[str
         for signal, score in anomaly.signal_scores.items():
             if signal.startswith("backend:") and score >= policy.anomaly.sensitivity:
                 anomalous.add(signal.removeprefix("backend:"))
-        if anomaly.active and anomaly.signal is not None and anomaly.signal.startswith("backend:"):
-            anomalous.add(anomaly.signal.removeprefix("backend:"))
+        for signal in active_signals(anomaly):
+            if signal.startswith("backend:"):
+                anomalous.add(signal.removeprefix("backend:"))
     bad = []
     for backend in policy.routing.backends:
         rate = obs.backend_error_rates.get(backend.name)

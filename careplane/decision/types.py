@@ -38,6 +38,25 @@ class AnomalySummary:
     signal: str | None  # what drove the score: "demand", "latency", "errors" or "backend:<name>"
     since: float | None  # when the active anomaly started
     signal_scores: Mapping[str, float] = field(default_factory=dict)  # score per signal
+    # every signal with an anomaly in progress (each with its own hysteresis); ``signal`` is only the
+    # strongest of them, and a consumer that cares about one kind (errors) must not miss it behind another
+    active_signals: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ReactiveSummary:
+    """The bound of the demand that capacity asked now must serve (careplane.decision.reactive).
+
+    ``basis`` says which bound had the lower rolling out-of-sample pinball loss at the
+    policy quantile: ``reading`` (the current reading plus its calibrated excess, a
+    reactive bound sized to the workload's volatility) or ``forecast`` (the forecast's
+    own calibrated bound, never below the reading).
+    """
+
+    upper: float  # requests/s
+    basis: str  # "reading" or "forecast"
+    ratio: float  # upper / current reading: the headroom this bound implies
+    samples: int  # excess samples in the calibration window
 
 
 @dataclass(frozen=True)
@@ -52,6 +71,7 @@ class Observations:
     backend_error_rates: Mapping[str, float | None] = field(default_factory=dict)  # per routing backend
     forecast: ForecastSummary | None = None
     anomaly: AnomalySummary | None = None
+    reactive: ReactiveSummary | None = None  # calibrated reactive bound (None: not calibrated yet)
 
 
 @dataclass(frozen=True)

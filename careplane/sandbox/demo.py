@@ -9,7 +9,9 @@ Order of start (each on a free 127.0.0.1 port), and why:
    so forecasts are meaningful from the first minute;
 3. the emulated cluster (kmock) with the ScalingPolicy CRD, the namespaces,
    the example policies and their Deployments/StatefulSets, DestinationRules,
-   VirtualServices and HTTPRoutes;
+   VirtualServices and HTTPRoutes; a scenario's known campaign (a surge marked
+   ``scheduled``) is added to its policy's ``schedules`` on the drill's clock,
+   as an SRE would write it (:func:`campaign_schedule`);
 4. the workloads (a subprocess: ``python -m careplane.sandbox.workloads``)
    following that cluster, added as scrape targets with their policy's
    ``namespace`` label;
@@ -129,6 +131,28 @@ def policy_object(path: Path) -> list[dict[str, Any]]:
     import yaml
 
     return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def campaign_schedule(policy: ScalingPolicy, surge: Any, peak: float, start_at: float,
+                      duration: float) -> dict[str, Any]:
+    """The ``schedules`` entry an SRE writes for a known campaign, on the drill's clock (UTC cron).
+
+    Why these numbers: the floor is the campaign's expected peak at the
+    policy's targetUtilization (the headroom the SLO needs, as the reactive
+    term aims); the window opens a pod startup plus two reconcile intervals
+    before the onset (the decision may come up to one interval late, and one
+    more for luck on a loaded machine), rounded down to cron's minute, and
+    closes one interval after the surge ends.
+    """
+    spec = policy.spec
+    onset = start_at + surge.start * duration
+    lead = spec.demand.podStartupSeconds + 2 * spec.intervalSeconds
+    opens = math.floor((onset - lead) / 60.0) * 60.0
+    closes = start_at + surge.end * duration + spec.intervalSeconds
+    floor = math.ceil(peak / (spec.demand.perReplicaCapacity * spec.demand.targetUtilization) - 1e-9)
+    at = time.gmtime(opens)
+    return {"cron": f"{at.tm_min} {at.tm_hour} * * *", "durationSeconds": max(60, math.ceil(closes - opens)),
+            "minReplicas": max(spec.replicas.min, min(spec.replicas.max, floor)), "timezone": "UTC"}
 
 
 class SandboxPrometheus(PrometheusServer):
@@ -299,9 +323,11 @@ class Sandbox:
             initial[pol.metadata.name] = replicas
             for obj in workload_objects(pol, replicas):
                 self.cluster.create(obj)
+        by_name = {p.metadata.name: p for p in self.policies}
         for path in self.policy_files:
             for doc in policy_object(path):
-                self.cluster.create(doc)
+                name = str((doc.get("metadata") or {}).get("name", ""))
+                self.cluster.create(self._with_campaigns(doc, by_name.get(name)))
         self.say(f"emulated cluster at {self.cluster.url}: {len(self.policies)} policies in {', '.join(namespaces)}")
 
         ports_file = self.workdir / "ports.json"
@@ -338,8 +364,14 @@ class Sandbox:
         self.prometheus = SandboxPrometheus(scrape_interval=cfg.scrape_interval, data_dir=self.workdir / "prometheus",
                                            log_path=self.workdir / "prometheus.log")
         history_end = time.time()
+        # The live traffic's texture (see history.py): sampled requests carry the sampling weight, batches
+        # their sizes; the last hours on the scrape interval.
+        units = {name: ((float(self.scenarios.BATCH_UNITS[name]), float(self.scenarios.BATCH_CV))
+                        if name in self.scenarios.BATCH_UNITS else (float(cfg.request_weight), 0.0))
+                 for name in ns_of}
         history = history_series(self.scenario, ns_of, backend_of, instances, history_end, self.start_at,
-                                 cfg.duration, days=cfg.history_days)
+                                 cfg.duration, days=cfg.history_days, units_per_request=units,
+                                 fine_step=cfg.scrape_interval)
         for series in history:
             if series.samples:
                 with contextlib.suppress(requests.RequestException):
@@ -366,6 +398,20 @@ class Sandbox:
             self.say(f"operator started (pid {op.process.pid}), metrics on :{self.operator_port}")
         else:
             self.say("operator not installed yet: the demo runs the workloads and the drill without it")
+
+    def _with_campaigns(self, doc: dict[str, Any], policy: ScalingPolicy | None) -> dict[str, Any]:
+        """The policy document plus a schedule window for each of the scenario's scheduled surges on it."""
+        if policy is None:
+            return doc
+        windows = [campaign_schedule(policy, s, self.scenario.peak(s.workload), self.start_at, self.config.duration)
+                   for s in self.scenario.surges if getattr(s, "scheduled", False)
+                   and s.workload == policy.spec.targetRef.name]
+        if not windows:
+            return doc
+        self.say(f"{policy.metadata.name}: known campaign scheduled: {windows}")
+        spec = dict(doc.get("spec") or {})
+        spec["schedules"] = [*(spec.get("schedules") or []), *windows]
+        return {**doc, "spec": spec}
 
     @staticmethod
     def _wait_file(path: Path, child: ChildProcess, timeout: float) -> dict[str, Any]:

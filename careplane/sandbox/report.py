@@ -22,31 +22,34 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import requests
 
+from careplane.operator.prometheus import PrometheusConfig, PrometheusReader, QueryFailed
 from careplane.policy import ScalingPolicy
 
 Series = tuple[dict[str, str], np.ndarray, np.ndarray]  # labels, times, values
 
 
 class PromReader:
-    """query_range/query over the HTTP API (the few calls a report needs; no client library state)."""
+    """The few range reads a report needs, over the operator's reader in its unconfined mode.
+
+    A thin wrapper, not a second client: retries, bearer token and TLS options
+    are those of :class:`careplane.operator.prometheus.PrometheusReader`. Reports
+    read the whole sandbox (every namespace, the sandbox's own series), so the
+    reader is built with :meth:`PrometheusReader.unconfined`; the operator's
+    per-policy reads stay confined to each policy's namespace.
+    """
 
     def __init__(self, url: str, timeout: float = 15.0) -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
+        self.reader = PrometheusReader.unconfined(PrometheusConfig(url=self.url, timeout_seconds=timeout, retries=1))
 
     def range(self, query: str, start: float, end: float, step: float) -> list[Series]:
-        params: dict[str, str | float] = {"query": query, "start": start, "end": end, "step": step}
-        resp = requests.get(f"{self.url}/api/v1/query_range", params=params, timeout=self.timeout)
-        body = resp.json()
-        if body.get("status") != "success":
-            raise ValueError(f"query failed: {query}: {body.get('error')}")
-        out: list[Series] = []
-        for r in body["data"]["result"]:
-            vals = np.array([[float(t), float(v)] for t, v in r["values"]]) if r["values"] else np.zeros((0, 2))
-            out.append((dict(r["metric"]), vals[:, 0], vals[:, 1]))
-        return out
+        """Every series of the query as (labels, timestamps, values); a refused query raises ValueError."""
+        try:
+            return self.reader.range_series(query, None, start, end, step)
+        except QueryFailed as exc:
+            raise ValueError(f"query failed: {query}: {exc}") from None
 
     def one(self, query: str, start: float, end: float, step: float) -> tuple[np.ndarray, np.ndarray]:
         """A single series on the full grid (NaN where missing): the sum of what came back."""
@@ -205,7 +208,12 @@ def reaction(policy: ScalingPolicy, surge: Any, start: float, duration: float,
     ref_index = before_ref[-1] if before_ref.size else (after_ref[0] if after_ref.size else None)
     decision: float | None = None
     if ref_index is not None:
-        up = np.nonzero(known & (times > times[ref_index]) & (times <= end) & (desired > desired[ref_index]))[0]
+        # An unforecast surge's decision is looked for up to the drill's end, not the surge's: a burst
+        # shorter than two reconcile intervals (15 s bursts in a 150 s drill) would otherwise have its
+        # reaction cut off before the time the target allows and score "no decision" (a decision found
+        # later than two intervals still fails the target).
+        until = end if surge.recurring or surge.anomalous else max(end, start + duration)
+        up = np.nonzero(known & (times > times[ref_index]) & (times <= until) & (desired > desired[ref_index]))[0]
         decision = float(times[up[0]] - onset) if up.size else None
     hit = np.nonzero((times <= end) & ~np.isnan(ready) & (ready >= required))[0]
     ready_at = float(times[hit[0]] - onset) if hit.size else None

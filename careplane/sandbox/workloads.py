@@ -19,8 +19,9 @@ What this models (and why it is enough for careplane to be judged on):
   service time plus an M/M/c (Erlang C) queueing wait at the measured arrival
   rate, plus a fluid backlog once arrivals exceed capacity. So p95 latency
   is flat at low utilisation and climbs steeply as utilisation nears 1.
-* The DestinationRule: while ``http1MaxPendingRequests`` work units are queued
-  a new request is refused at once with 503 (Envoy's pending-request overflow);
+* The DestinationRule: while ``http1MaxPendingRequests`` requests are queued
+  (in work units: times the mean batch size for batch services) a new request
+  is refused at once with 503 (Envoy's pending-request overflow);
   ``outlierDetection`` ejects a routing backend after ``consecutive5xxErrors``
   consecutive 5xx for ``baseEjectionTime x ejections``, never more than
   ``maxEjectionPercent`` of the backends.
@@ -240,6 +241,9 @@ class Workload:
         self.registry = CollectorRegistry()
         self.port: int | None = None
         self._ids = 100000
+        self._exposed: set[tuple[str, str]] = set()  # (route, method) whose series exist (see _expose)
+        self.units_per_batch = 1.0  # mean work units per request of a batch service
+        self._batches = 0
         svc = {"service": profile.name}
         self.requests = Counter(
             "http_requests_total", "HTTP requests served, by response code and routing backend.",
@@ -328,6 +332,19 @@ class Workload:
     def max_pending(self) -> int | None:
         return self.watcher.state.traffic.max_pending_requests if self.watcher else None
 
+    def pending_limit_units(self) -> float | None:
+        """``http1MaxPendingRequests`` in work units: the queue is modelled in units, Envoy counts requests.
+
+        A sampled request's units are the modeled requests it stands for (one unit each); a batch
+        request carries ``units_per_batch`` units (device messages, claims). Comparing the queue's
+        units with a limit in requests would make a vitals queue of 150 requests hold under 4
+        batches of ~40 messages: a far smaller queue than the DestinationRule declares.
+        """
+        limit = self.max_pending()
+        if limit is None:
+            return None
+        return limit * (self.units_per_batch if self.profile.behaviour.batch_field else 1.0)
+
     def _pick_backend(self, now: float) -> str:
         weights = self.weights()
         healthy = {b: w for b, w in weights.items() if self.backends[b].ejected_until <= now}
@@ -384,7 +401,12 @@ class Workload:
         ready = self.ready_replicas(now)
         backend = self._pick_backend(now)
         code, latency = 200 if request.method != "POST" else 201, 0.0
-        max_pending = self.max_pending()
+        also_failed = 0  # of the other modeled requests this one stands for, how many the fault failed
+        others_code: int | None = None  # their code when the fault spared them (None: all share ``code``)
+        if beh.batch_field:  # running mean batch size (see pending_limit_units)
+            self.units_per_batch += (units - self.units_per_batch) * (1.0 if self._batches == 0 else 0.02)
+            self._batches += 1
+        max_pending = self.pending_limit_units()
         headers: dict[str, str] = {}  # what Envoy would add: the overflow flag or the upstream's time
         if ready <= 0:
             code, latency = 503, 0.001  # no healthy upstream
@@ -397,23 +419,75 @@ class Workload:
             fault = self.backends[backend]
             latency = self.model.sample_latency(now, ready, units, self.rng) + fault.fault_latency_seconds
             failed = self.rng.random() < fault.fault_error_rate
+            also_failed = self._modeled_failures(fault.fault_error_rate)
+            if latency > beh.timeout_seconds:
+                code, latency = 504, beh.timeout_seconds
+            others_code = code  # what the modeled requests the fault spared got
             if failed:
                 code, latency = 503, min(latency, 0.005 + fault.fault_latency_seconds)
-            elif latency > beh.timeout_seconds:
-                code, latency = 504, beh.timeout_seconds
             self._record_upstream_result(backend, code >= 500, now)
             headers["x-envoy-upstream-service-time"] = str(round(latency * 1000))
         await asyncio.sleep(max(0.0, latency - (time.monotonic() - started)))
         elapsed = time.monotonic() - started
-        self._count(route, request.method, code, backend, elapsed, units)
+        self._count(route, request.method, code, backend, elapsed, units, also_failed, others_code)
         if code >= 500:
             return web.json_response({"resourceType": "OperationOutcome", "issue": "unavailable"}, status=code,
                                      headers=headers)
         return web.json_response(self._body(route, request.method, payload, units), status=code, headers=headers)
 
-    def _count(self, route: str, method: str, code: int, backend: str, elapsed: float, units: float) -> None:
+    def _expose(self, route: str, method: str) -> None:
+        """Create every series a (route, method) can produce, at 0, the first time it is seen.
+
+        Why: Prometheus' rate() takes a series' first scraped sample as its
+        starting point, so the increment that *creates* a series is never
+        counted. Errors create new series (code 503 on the failing backend):
+        the first error of each route on each backend would be lost to every
+        error-rate query. Only the first request of a (route, method) is lost
+        this way, at start-up, as on a real service.
+        """
+        key = (route, method)
+        if key in self._exposed:
+            return
+        self._exposed.add(key)
+        ok = "201" if method == "POST" else "200"
+        for backend in self.profile.backends:
+            for code in (ok, "503", "504"):
+                self.requests.labels(self.profile.name, route, method, code, backend)
+            self.latency.labels(self.profile.name, route, backend)
+
+    def _modeled_failures(self, error_rate: float) -> int:
+        """How many of the *other* modeled requests a sampled request stands for the fault fails.
+
+        Why: one real request stands for ``request_weight`` (20) modeled ones.
+        Counting all 20 with the real request's single outcome made a fault's
+        error ratio a handful of coin flips: the FHIR API's secondary region
+        gets ~0.3 real requests/s at weight 10 %, and a 34 s fault at 60 %
+        read as 12-20 % errors on that region, first seen 20 s after the
+        fault began (measured in two demo runs). Each modeled request fails
+        independently with the fault's probability, as real ones would.
+        """
+        others = self.profile.behaviour.request_weight - 1
+        if error_rate <= 0.0 or others <= 0:
+            return 0
+        return sum(1 for _ in range(others) if self.rng.random() < error_rate)
+
+    def _count(self, route: str, method: str, code: int, backend: str, elapsed: float, units: float,
+               also_failed: int = 0, others_code: int | None = None) -> None:
+        """Count the modeled requests a real one stands for: with ``others_code`` the real request is one of
+        them, ``also_failed`` of the others failed (503) and the rest got ``others_code``; without it, all
+        share ``code`` (a refusal, a batch)."""
+        self._expose(route, method)
         weight = self.profile.behaviour.request_weight
-        self.requests.labels(self.profile.name, route, method, str(code), backend).inc(weight)
+        if others_code is None or weight <= 1:
+            self.requests.labels(self.profile.name, route, method, str(code), backend).inc(weight)
+        else:
+            also_failed = min(max(0, also_failed), weight - 1)
+            counts = {str(code): 1.0}
+            counts[str(others_code)] = counts.get(str(others_code), 0.0) + weight - 1 - also_failed
+            counts["503"] = counts.get("503", 0.0) + also_failed
+            for c, n in counts.items():
+                if n:
+                    self.requests.labels(self.profile.name, route, method, c, backend).inc(n)
         hist = self.latency.labels(self.profile.name, route, backend)
         for _ in range(weight):
             hist.observe(elapsed)
@@ -475,7 +549,7 @@ class Workload:
         self.desired_gauge.labels(name).set(self.watcher.tracker.desired() if self.watcher else ready)
         self.capacity_gauge.labels(name).set(ready * self.profile.per_replica_capacity)
         mp = self.max_pending()
-        queued = self.model.queued_units(now, ready, mp) if ready > 0 else 0.0
+        queued = self.model.queued_units(now, ready, self.pending_limit_units()) if ready > 0 else 0.0
         self.pending_gauge.labels(name).set(queued)
         self.max_pending_gauge.labels(name).set(-1 if mp is None else mp)
         weights = self.weights()

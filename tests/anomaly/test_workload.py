@@ -76,3 +76,46 @@ def test_every_detector_speaks_probability_to_the_monitor() -> None:
     assert not any(s.active for s in calm[50:])
     surge = _feed(monitor, 5, latency=0.1 + 6 * 0.004 * 1.5, start=300)
     assert any(s.active and s.signal == "latency" for s in surge)
+
+
+def _calm(i: int, rng: random.Random, **override: float | None) -> dict[str, float | None]:
+    sample: dict[str, float | None] = {
+        "demand": 100.0 + rng.gauss(0.0, 3.0),
+        "errors": 0.002 + abs(rng.gauss(0.0, 0.0005)),
+        "backend:secondary": 0.002 + abs(rng.gauss(0.0, 0.0005)),
+    }
+    sample.update(override)
+    return sample
+
+
+def test_an_error_anomaly_during_a_demand_anomaly_is_reported_too() -> None:
+    """The demo's failure: a long demand anomaly (score 1.0) hid the error signal behind ``signal``."""
+    monitor = WorkloadAnomalyMonitor(detector="auto", sensitivity=0.99)
+    rng = random.Random(11)
+    for i in range(400):
+        monitor.update(15.0 * i, _calm(i, rng))
+    surge = [monitor.update(15.0 * i, _calm(i, rng, demand=400.0 + rng.gauss(0.0, 3.0))) for i in range(400, 404)]
+    assert surge[-1].active and surge[-1].active_signals == ("demand",)
+    both = [monitor.update(15.0 * i, _calm(i, rng, demand=400.0 + rng.gauss(0.0, 3.0), errors=0.06,
+                                            **{"backend:secondary": 0.6})) for i in range(404, 408)]
+    assert {"demand", "errors", "backend:secondary"} <= set(both[-1].active_signals)
+    assert both[-1].since == surge[0].since or both[-1].since == min(s.since for s in surge if s.since is not None)
+    assert both[-1].signal in both[-1].active_signals
+
+
+def test_each_signal_ends_on_its_own_and_a_silent_signal_does_not_stay_active() -> None:
+    monitor = WorkloadAnomalyMonitor(detector="robust_zscore", sensitivity=0.99, exit_samples=3)
+    rng = random.Random(5)
+    for i in range(300):
+        monitor.update(15.0 * i, _calm(i, rng))
+    s = monitor.update(15.0 * 300, _calm(300, rng, errors=0.5, **{"backend:secondary": 0.6}))
+    assert {"errors", "backend:secondary"} <= set(s.active_signals)
+    # the backend is drained (no traffic: its ratio is unknown) while the service's errors persist
+    after = [monitor.update(15.0 * i, _calm(i, rng, errors=0.5, **{"backend:secondary": None}))
+             for i in range(301, 306)]
+    assert "backend:secondary" in after[1].active_signals  # hysteresis: not before exit_samples quiet updates
+    assert "backend:secondary" not in after[-1].active_signals  # a gap is not evidence of an ongoing anomaly
+    assert all(a.active for a in after)  # the service-level errors keep the workload's anomaly going
+    # a signal left out of an update altogether counts as missing too
+    gone = [monitor.update(15.0 * i, {"demand": 100.0 + rng.gauss(0.0, 3.0)}) for i in range(306, 312)]
+    assert not gone[-1].active and gone[-1].active_signals == () and gone[-1].since is None

@@ -7,7 +7,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from careplane.decision.types import AnomalySummary, ForecastSummary, Observations
+from careplane.decision.types import AnomalySummary, ForecastSummary, Observations, ReactiveSummary
 from careplane.policy import ScalingPolicySpec
 
 
@@ -95,6 +95,11 @@ def observations(draw: st.DrawFn, backend_names: tuple[str, ...] = ()) -> Observ
         score = draw(st.floats(0, 1))
         anomaly = AnomalySummary(score=score, active=draw(st.booleans()), signal=signal, since=None,
                                  signal_scores={signal: score})
+    reactive = None
+    if draw(st.booleans()):
+        upper = draw(st.one_of(st.floats(0, 20000), st.just(math.nan), st.just(math.inf)))
+        reactive = ReactiveSummary(upper=upper, basis=draw(st.sampled_from(["reading", "forecast"])),
+                                   ratio=1.0, samples=draw(st.integers(0, 5000)))
     rates = {b: draw(st.one_of(st.none(), st.floats(0, 1))) for b in backend_names}
     return Observations(
         demand=draw(demand_values),
@@ -105,4 +110,5 @@ def observations(draw: st.DrawFn, backend_names: tuple[str, ...] = ()) -> Observ
         backend_error_rates=rates,
         forecast=forecast,
         anomaly=anomaly,
+        reactive=reactive,
     )

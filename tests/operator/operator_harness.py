@@ -9,9 +9,13 @@ prometheus-api-client) with short timeouts so failure tests stay fast.
 from __future__ import annotations
 
 import asyncio
+import http.server
 import re
 import threading
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -165,7 +169,8 @@ _PATH = re.compile(
     r"^/(?:api/(?P<core>v1)|apis/(?P<group>[^/]+)/(?P<version>[^/]+))"
     r"(?:/namespaces/(?P<ns>[^/]+))?/(?P<resource>[^/]+)(?:/(?P<name>[^/]+))?(?:/(?P<sub>[^/]+))?$"
 )
-OPERATOR_AGENTS = ("kopf/", "OpenAPI-Generator/")  # kopf's aiohttp client and the kubernetes client
+# kopf's aiohttp client, the kubernetes client and careplane's own async client (kube_async.USER_AGENT)
+OPERATOR_AGENTS = ("kopf/", "OpenAPI-Generator/", "careplane-operator/")
 
 
 def api_call(method: str, path: str, params: Mapping[str, str]) -> tuple[str, str, str] | None:
@@ -211,3 +216,60 @@ def clusterrole_permissions(rbac_yaml: str) -> set[tuple[str, str, str]]:
                         for verb in rule["verbs"]:
                             allowed.add((group, resource, verb))
     return allowed
+
+
+# --- a slow Prometheus: a real HTTP proxy on loopback that delays chosen queries ----------------
+class SlowProxy:
+    """Forwards every request to ``upstream``; while ``slow`` is set, requests whose decoded path or body
+    contain ``marker`` wait ``delay`` seconds first (a Prometheus too slow for the operator's timeout).
+
+    Threaded, so a delayed request never holds up the others (the operator's other queries stay fast).
+    """
+
+    def __init__(self, upstream: str, marker: str, delay: float) -> None:
+        self.upstream, self.marker, self.delay = upstream.rstrip("/"), marker, delay
+        self.slow = threading.Event()
+        self.delayed = 0
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *_: Any) -> None:
+                pass
+
+            def _forward(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                seen = urllib.parse.unquote_plus(self.path + "?" + body.decode(errors="replace"))
+                if proxy.slow.is_set() and proxy.marker in seen:
+                    proxy.delayed += 1
+                    time.sleep(proxy.delay)
+                request = urllib.request.Request(proxy.upstream + self.path, data=body or None, method=self.command)
+                if self.headers.get("Content-Type"):
+                    request.add_header("Content-Type", self.headers["Content-Type"])
+                try:
+                    with urllib.request.urlopen(request, timeout=10) as resp:
+                        status, payload, ctype = resp.status, resp.read(), resp.headers.get("Content-Type", "")
+                except urllib.error.HTTPError as err:
+                    status, payload, ctype = err.code, err.read(), err.headers.get("Content-Type", "")
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", ctype)
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except (BrokenPipeError, ConnectionResetError):  # the client gave up waiting: that is the point
+                    pass
+
+            do_GET = do_POST = _forward
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, name="slow-proxy", daemon=True)
+
+    def __enter__(self) -> SlowProxy:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self.server.shutdown()
+        self.server.server_close()

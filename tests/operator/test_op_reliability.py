@@ -5,7 +5,15 @@ from __future__ import annotations
 import time
 
 import pytest
-from operator_harness import OperatorProcess, condition, deployment, install_peering, operator_config, scaling_policy
+from operator_harness import (
+    OperatorProcess,
+    SlowProxy,
+    condition,
+    deployment,
+    install_peering,
+    operator_config,
+    scaling_policy,
+)
 
 from careplane.operator import settings as cfg
 from careplane.sandbox.emulator import EmulatedCluster
@@ -70,6 +78,47 @@ def test_metrics_outage_holds_then_recovers(
         cluster.wait_for(lambda: replicas(cluster, "api-hold") == 10, timeout=15)
     finally:
         op.stop()
+
+
+def test_slow_prometheus_times_out_without_blocking_others_and_recovers(
+    cluster: EmulatedCluster, prometheus: PrometheusServer, exporter: LiveExporter
+) -> None:
+    """Answers slower than the timeout (1 s in the harness) for one policy's query: that policy holds with
+    MetricsAvailable=False PrometheusTimeout; another policy on the same Prometheus keeps reconciling."""
+    set_demand(exporter, "slowq", 200.0)  # 4 replicas
+    set_demand(exporter, "quick", 200.0)
+    prometheus.wait_for_series(f'{DEMAND}{{service="quick"}}')
+    cluster.create(deployment("api-slowq", NS))
+    cluster.create(deployment("api-quick", NS))
+    cluster.create(scaling_policy("slowq", NS, "api-slowq", q("slowq")))
+    cluster.create(scaling_policy("quick", NS, "api-quick", q("quick")))
+    with SlowProxy(prometheus.url, marker='service="slowq"', delay=1.5) as proxy:
+        op = OperatorProcess(operator_config(cluster, proxy.url, "op-slow")).start()
+        try:
+            cluster.wait_for(lambda: replicas(cluster, "api-slowq") == 4 and replicas(cluster, "api-quick") == 4,
+                             timeout=15)
+            proxy.slow.set()
+            cluster.wait_for(lambda: metrics_available(cluster, "slowq").get("reason") == "PrometheusTimeout",
+                             timeout=20)
+            assert metrics_available(cluster, "slowq")["status"] == "False"
+            assert "timeout" in metrics_available(cluster, "slowq")["message"]
+            assert proxy.delayed > 0
+            # The other policy is not held up: it follows demand, and none of its reconciles lasts as long as
+            # the slow policy's query takes to fail (2 attempts x 1 s timeout in the harness) as it would if
+            # it waited behind that query.
+            quick, since = f"{NS}/quick", len(op.results(f"{NS}/quick"))
+            set_demand(exporter, "quick", 400.0)  # 8 replicas
+            cluster.wait_for(lambda: replicas(cluster, "api-quick") == 8, timeout=20)
+            op.wait_ticks(quick, since + 2, timeout=15)
+            assert all(r.seconds < 2.0 for r in op.results(quick)[since:])
+            assert replicas(cluster, "api-slowq") == 4  # held, not read as zero demand
+            # Prometheus fast again: the slow policy recovers by itself and follows demand.
+            set_demand(exporter, "slowq", 500.0)  # 10 replicas
+            proxy.slow.clear()
+            cluster.wait_for(lambda: metrics_available(cluster, "slowq").get("status") == "True", timeout=20)
+            cluster.wait_for(lambda: replicas(cluster, "api-slowq") == 10, timeout=15)
+        finally:
+            op.stop()
 
 
 def test_restart_mid_reconcile_gives_the_same_outcome(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import urllib.request
 
+import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from careplane.decision.types import (
@@ -15,6 +16,8 @@ from careplane.decision.types import (
     Observations,
 )
 from careplane.operator.telemetry import METRIC_NAMES, SPAN_NAMES, Telemetry, _otlp_requested
+from careplane.sandbox.emulator import EmulatedCluster
+from careplane.sandbox.prometheus import LiveExporter, PrometheusServer
 
 
 def _series(text: str) -> dict[str, list[str]]:
@@ -74,6 +77,23 @@ def test_unknown_values_are_not_exported_as_zero() -> None:
     assert "careplane_current_replicas" in series
 
 
+def test_forgotten_policy_disappears_from_gauges_and_counters() -> None:
+    tel = Telemetry(span_exporter=InMemorySpanExporter())
+    _record(tel)
+    tel.record_reconcile("clinical", "other", 0.01, Observations(demand=50.0, current_replicas=1, ready_replicas=1),
+                         Actions(), Actions(), 1)
+    before = tel.scrape()
+    tel.forget("clinical", "fhir-api")
+    after = tel.scrape()
+    tel.shutdown()
+    assert 'policy="fhir-api"' in before
+    gone = [line for line in after.splitlines() if 'policy="fhir-api"' in line and not line.startswith("#")]
+    # only the reconcile-time histogram keeps it (the SDK has no observable histogram)
+    assert {re.split(r"[{ ]", line, maxsplit=1)[0] for line in gone} <= {
+        "careplane_reconcile_seconds_bucket", "careplane_reconcile_seconds_count", "careplane_reconcile_seconds_sum"}
+    assert 'careplane_desired_replicas{namespace="clinical",policy="other"} 1.0' in after
+
+
 def test_one_trace_per_reconcile_with_step_spans() -> None:
     exporter = InMemorySpanExporter()
     tel = Telemetry(span_exporter=exporter)
@@ -112,3 +132,31 @@ def test_otlp_export_follows_standard_variables() -> None:
     assert _otlp_requested({"OTEL_TRACES_EXPORTER": "otlp"})
     assert not _otlp_requested({"OTEL_TRACES_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://x"})
     assert not _otlp_requested({"OTEL_SDK_DISABLED": "true", "OTEL_TRACES_EXPORTER": "otlp"})
+
+
+@pytest.mark.integration
+def test_deleted_policy_disappears_from_the_operator_metrics(
+    cluster: EmulatedCluster, prometheus: PrometheusServer, exporter: LiveExporter
+) -> None:
+    from operator_harness import OperatorProcess, deployment, operator_config, scaling_policy
+
+    for name in ("kept", "dropped"):
+        exporter.set_gauge("careplane_test_demand", {"service": name, "namespace": "clinical"}, 100.0)
+        cluster.create(deployment(f"api-{name}", "clinical"))
+        cluster.create(scaling_policy(name, "clinical", f"api-{name}", f'sum(careplane_test_demand{{service="{name}"}})'))
+    prometheus.wait_for_series('careplane_test_demand{service="dropped"}')
+    op = OperatorProcess(operator_config(cluster, prometheus.url, "op-telemetry")).start()
+
+    def desired() -> set[str]:
+        body = urllib.request.urlopen(f"http://127.0.0.1:{op.metrics_port}/metrics", timeout=5).read().decode()
+        return set(re.findall(r'careplane_desired_replicas\{namespace="clinical",policy="([^"]+)"\}', body))
+
+    try:
+        cluster.wait_for(lambda: desired() == {"kept", "dropped"}, timeout=15)
+        cluster.delete("careplane.io/v1alpha1", "ScalingPolicy", "dropped", "clinical")
+        cluster.wait_for(lambda: desired() == {"kept"}, timeout=15)
+        ticks = len(op.results("clinical/kept"))
+        op.wait_ticks("clinical/kept", ticks + 1, timeout=15)
+        assert desired() == {"kept"}  # and it does not come back
+    finally:
+        op.stop()

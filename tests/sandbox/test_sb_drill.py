@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import subprocess
 import sys
@@ -41,6 +42,29 @@ def test_vaccination_campaign_is_a_step_at_a_known_time() -> None:
     assert sc.surges[0].recurring
     retry = SC.get("retry-storm").surges[0]
     assert retry.anomalous and not retry.recurring
+
+
+def test_a_known_campaign_becomes_a_schedule_window_a_pod_startup_ahead_of_the_onset() -> None:
+    """The SRE's lever for a campaign at a known time: a replica floor for its peak, opened early enough."""
+    from careplane.decision.schedules import schedule_floor
+    from careplane.policy import ScalingPolicy
+    from careplane.sandbox.demo import EXAMPLES, campaign_schedule, policy_object
+
+    sc = SC.get("vaccination-campaign")
+    surge = sc.surges[0]
+    assert surge.scheduled and not any(s.scheduled for s in SC.get("showcase").surges)  # the demo shows forecasts
+    doc = policy_object(EXAMPLES / "fhir-api.yaml")[0]
+    policy = ScalingPolicy.model_validate(doc)
+    start_at, duration = 1_795_300_017.0, 150.0  # onset at +75 s
+    window = campaign_schedule(policy, surge, sc.peak("fhir-api"), start_at, duration)
+    assert window["minReplicas"] == math.ceil(540 / (50 * 0.7))  # the peak at targetUtilization: 16
+    with_window = ScalingPolicy.model_validate({**doc, "spec": {**doc["spec"], "schedules": [window]}})
+    schedules = with_window.spec.schedules
+    onset, end = start_at + 0.5 * duration, start_at + 0.8 * duration
+    # active from a pod startup plus two intervals before the onset until the surge is over, not a day long
+    assert schedule_floor(schedules, onset - 90 - 2 * 15)[0] == 16
+    assert all(schedule_floor(schedules, t)[0] == 16 for t in np.arange(onset - 120, end + 1, 5.0))
+    assert schedule_floor(schedules, end + 120)[0] == 0 and schedule_floor(schedules, onset - 200)[0] == 0
 
 
 def test_history_repeats_the_recurring_surge_daily_and_meets_the_live_baseline() -> None:
@@ -101,8 +125,11 @@ def test_drill_against_a_base_url_plays_the_fault_and_reports_client_side(tmp_pa
             return sum(float(ln.rsplit(" ", 1)[1]) for ln in lines) / SAMPLING_WEIGHT  # counted per modeled request
 
         assert count("secondary", "503") > 0 and count("primary", "503") == 0  # only the degraded region failed
-        # Client and server agree (a request cut off when Locust stops is seen by the server only).
-        assert abs(summary["failed"] - count("secondary", "503")) <= 2
+        # Client and server agree within the binomial spread: the server counts each modeled request a real one
+        # stands for as failing independently (workloads.py), the client sees the real one (and a request cut
+        # off when Locust stops is seen by the server only).
+        sent = count("secondary", "200") + count("secondary", "503")
+        assert abs(summary["failed"] - count("secondary", "503")) <= 2 + 3 * math.sqrt(0.25 * sent)
         assert 0.04 < count("secondary", "200") / max(1.0, count("primary", "200")) < 0.2  # the 90/10 split
     finally:
         wl.terminate()

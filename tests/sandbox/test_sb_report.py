@@ -70,3 +70,17 @@ def test_client_side_minutes_score_latency_and_errors_by_phase() -> None:
     assert {k: (p.minutes, p.compliant) for k, p in summary.phases.items()} == {
         "before": (1, 1), "during": (1, 0), "after": (1, 0)}
     assert summary.p95_max_seconds == 0.45
+
+
+def test_a_burst_shorter_than_two_intervals_is_scored_on_its_reaction_not_cut_off_at_its_end() -> None:
+    """A 15 s burst (0.1 of a 150 s drill): the decision 20 s after onset is within 2 x 15 s and counts."""
+    start, duration = 0.0, 150.0
+    t = np.arange(start, duration, 1.0)
+    burst = SC.Surge("vitals-ingestion", 0.3, 0.4)  # 45 s to 60 s
+    needs = 2280.0
+    late_but_ok = reaction(POLICIES["vitals-ingestion"], burst, start, duration, t,
+                           _series(t, [(0, 4), (65, 12)], start), _series(t, [(0, 4)], start), needs)
+    too_late = reaction(POLICIES["vitals-ingestion"], burst, start, duration, t,
+                        _series(t, [(0, 4), (80, 12)], start), _series(t, [(0, 4)], start), needs)
+    assert (late_but_ok.decision_seconds, late_but_ok.passed) == (20, True)
+    assert (too_late.decision_seconds, too_late.passed) == (35, False)

@@ -97,6 +97,55 @@ def test_every_metric_the_example_policies_query_is_exported() -> None:
             assert re.search(rf"^{name}\{{[^}}]*service=\"{pol.spec.targetRef.name}\"", text, re.M), (pol.metadata.name, name)
 
 
+def test_a_route_exposes_its_error_series_at_zero_before_the_first_error() -> None:
+    """rate() never counts the increment that creates a series: a fault's first 503s must land on a series
+    Prometheus has already seen at 0, on every backend, or the error ratio reads low and late."""
+    from prometheus_client import generate_latest
+
+    pol = next(p for p in load_policies([EXAMPLES]) if p.metadata.name == "fhir-api")
+    wl = WorkloadFleet([WorkloadProfile.from_policy(pol, 2)]).workloads["fhir-api"]
+    wl._count("/Patient/{id}", "GET", 200, "primary", 0.01, 20.0)
+    series = {}
+    for line in generate_latest(wl.registry).decode().splitlines():
+        if line.startswith("http_requests_total{"):
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', line.rsplit("} ", 1)[0]))
+            series[(labels["route"], labels["code"], labels["backend"])] = float(line.rsplit(" ", 1)[1])
+    for backend in ("primary", "secondary"):
+        for code in ("503", "504"):
+            assert series.get(("/Patient/{id}", code, backend)) == 0.0, (backend, code)
+    assert series[("/Patient/{id}", "200", "primary")] == 20.0
+
+
+def test_the_modeled_requests_a_sampled_request_stands_for_fail_independently() -> None:
+    """A fault at 60 % on a region that sees a few real requests must read as ~60 % from the first ones."""
+    pol = next(p for p in load_policies([EXAMPLES]) if p.metadata.name == "fhir-api")
+    wl = WorkloadFleet([WorkloadProfile.from_policy(pol, 2)]).workloads["fhir-api"]
+    wl.rng = random.Random(1)
+    for _ in range(5):  # five real requests, each standing for 20; the real one itself succeeded
+        wl._count("/Patient/{id}", "GET", 200, "secondary", 0.01, 20.0, wl._modeled_failures(0.6), 200)
+    # a real request that failed: the others the fault spared still succeeded
+    wl._count("/Patient/{id}", "GET", 503, "primary", 0.01, 20.0, 0, 200)
+    assert wl.requests.labels("fhir-api", "/Patient/{id}", "GET", "503", "primary")._value.get() == 1
+    ok = wl.requests.labels("fhir-api", "/Patient/{id}", "GET", "200", "secondary")._value.get()
+    failed = wl.requests.labels("fhir-api", "/Patient/{id}", "GET", "503", "secondary")._value.get()
+    assert ok + failed == 100  # every modeled request counted once
+    assert 0.45 < failed / 100 < 0.75  # Binomial(95, 0.6): 57 +- 5; all-or-nothing counting would read 0 here
+    assert wl._modeled_failures(0.0) == 0
+
+
+def test_the_pending_limit_counts_requests_not_the_messages_a_batch_carries() -> None:
+    """Envoy's http1MaxPendingRequests counts requests; a vitals request carries a batch of ~40 messages."""
+    pol = next(p for p in load_policies([EXAMPLES]) if p.metadata.name == "vitals-ingestion")
+    wl = WorkloadFleet([WorkloadProfile.from_policy(pol, 3)]).workloads["vitals-ingestion"]
+    wl.max_pending = lambda: 150  # type: ignore[method-assign]
+    wl.units_per_batch = 40.0
+    assert wl.pending_limit_units() == 150 * 40.0
+    fhir = next(p for p in load_policies([EXAMPLES]) if p.metadata.name == "fhir-api")
+    sampled = WorkloadFleet([WorkloadProfile.from_policy(fhir, 2)]).workloads["fhir-api"]
+    sampled.max_pending = lambda: 40  # type: ignore[method-assign]
+    assert sampled.pending_limit_units() == 40.0  # one unit per modeled request
+
+
 # --- against the emulated cluster ------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[EmulatedCluster]:

@@ -1,0 +1,179 @@
+"""Calibrated reactive scaling: how much more than the current reading must capacity asked now serve?
+
+The HPA answers with one constant: ask for ``reading / targetUtilization``. Whether
+0.7 is too little or too much depends on the workload: on a smooth series it
+pays for headroom that is never used, on a spiky one it still misses the jumps.
+This module learns the answer from the controller's own readings, online and
+causally, at the policy's quantile.
+
+Capacity asked at time t is ready at t + podStartupSeconds and is the newest
+capacity until the next decision's, asked at t + intervalSeconds, is ready. The
+demand it must serve is therefore what the reading shows at
+``t + podStartupSeconds + intervalSeconds`` (the reading is the rate over the
+last step, which ends there). For every reading the calibrator keeps, once that
+later reading arrives, the excess ``(need - reading) / scale(reading)``; the
+calibrated bound is ``reading + quantile_q(excess) x scale(reading)`` over a
+rolling window: split/online conformal prediction (Vovk), so it covers the need
+at the policy's quantile by construction, and it grows with the workload's own
+volatility. ``scale`` is the Poisson standard deviation of a rate measured over
+one step, ``sqrt(reading / step)`` (as in calibration.py): request counts are
+noisier, relative to their level, when the level is low, so a fixed ratio
+(the HPA's) over-pays at busy hours to cover quiet ones. Measured on the
+benchmark's two traces, the Poisson excess beat the ratio need/reading at every
+quantile.
+
+Reading or forecast? On a series with structure (a daily cycle, ramps) the
+forecast's window-calibrated upper bound buys capacity before the readings show
+the need; on a series that is mostly noise, the readings carry what is known and
+the forecast's bound pays for its uncertainty at every step. Taking the higher
+of the two q-quantiles covers more than q and pays for it. So both bounds are
+scored, out of sample (each was issued before its need was known), with the
+pinball loss at q, which charges over-provisioning (1 - q) and under-provisioning
+q per unit (the loss the q-quantile minimises), and the one with the lower
+rolling loss is used: the same philosophy as the ``auto`` forecaster's choice.
+
+Gaps are never read as zero: a missing reading adds no sample, and the readings
+waiting for it are dropped unscored. Cost per reading: O(log window) search plus
+an O(window) memmove in ``bisect.insort``, cheap enough for every sync of a
+58-day minute trace.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections import deque
+
+from careplane.decision.types import ReactiveSummary
+
+READING, FORECAST = "reading", "forecast"
+
+
+class RollingQuantile:
+    """A rolling window of values with conformal-rank quantiles (insort keeps it sorted)."""
+
+    def __init__(self, window: int) -> None:
+        self.window = window
+        self._fifo: deque[float] = deque()
+        self._sorted: list[float] = []
+
+    def __len__(self) -> int:
+        return len(self._sorted)
+
+    def add(self, value: float) -> None:
+        self._fifo.append(value)
+        bisect.insort(self._sorted, value)
+        if len(self._fifo) > self.window:
+            old = self._fifo.popleft()
+            del self._sorted[bisect.bisect_left(self._sorted, old)]
+
+    def quantile(self, q: float) -> float:
+        n = len(self._sorted)
+        rank = min(n, max(1, math.ceil((n + 1) * q))) - 1  # the conformal rank
+        return self._sorted[rank]
+
+
+class RollingSum:
+    """The sum (and mean) of the last ``window`` values."""
+
+    def __init__(self, window: int) -> None:
+        self.window = window
+        self._fifo: deque[float] = deque()
+        self.total = 0.0
+
+    def __len__(self) -> int:
+        return len(self._fifo)
+
+    def add(self, value: float) -> None:
+        self._fifo.append(value)
+        self.total += value
+        if len(self._fifo) > self.window:
+            self.total -= self._fifo.popleft()
+
+    @property
+    def mean(self) -> float:
+        return self.total / max(1, len(self._fifo))
+
+
+def pinball(need: float, upper: float, q: float) -> float:
+    """The quantile (pinball) loss of ``upper`` as a q-quantile of ``need``."""
+    return q * (need - upper) if need > upper else (1.0 - q) * (upper - need)
+
+
+class ReactiveCalibrator:
+    """The calibrated reading bound, and whether it or the forecast's bound has the lower rolling loss."""
+
+    def __init__(
+        self,
+        *,
+        horizon_seconds: float,
+        quantile: float,
+        step_seconds: float,
+        floor: float,
+        window: int = 5760,
+        min_count: int = 100,
+    ) -> None:
+        if not (horizon_seconds > 0 and step_seconds > 0):
+            raise ValueError(f"horizon and step must be positive, got {horizon_seconds}, {step_seconds}")
+        self.horizon = float(horizon_seconds)
+        self.quantile = float(quantile)
+        self.step = float(step_seconds)
+        self.floor = max(float(floor), 1e-12)
+        self.min_count = min_count
+        self.excess = RollingQuantile(window)
+        self.loss = {READING: RollingSum(window), FORECAST: RollingSum(window)}
+        # (time, reading, bounds issued then) waiting for the reading that shows their need
+        self._pending: deque[tuple[float, float, dict[str, float]]] = deque()
+        self.last_time: float | None = None
+        self._last: ReactiveSummary | None = None
+
+    def scale(self, reading: float) -> float:
+        """Poisson standard deviation of a one-step rate at this level (at least ``floor``'s)."""
+        return math.sqrt(max(reading, self.floor) / self.step)
+
+    def observe(self, now: float, reading: float | None, forecast_upper: float | None = None) -> ReactiveSummary | None:
+        """Learn the reading at ``now``; the bound for capacity asked now (None until calibrated).
+
+        ``forecast_upper`` is the forecast's own calibrated bound over the provisioning window,
+        if there is one. A second reading at the same (or an earlier) time learns nothing.
+        """
+        if self.last_time is not None and now <= self.last_time:
+            return self._last
+        self.last_time = now
+        known = reading is not None and math.isfinite(reading) and reading >= 0
+        while self._pending and self._pending[0][0] + self.horizon <= now + 1e-6:
+            _, base, waiting = self._pending.popleft()
+            if reading is not None and known:  # a gap resolves the waiting readings unscored, never as zero
+                self._learn(reading, base, waiting)
+        if reading is None or not known:
+            self._last = None
+            return None
+        value = float(reading)
+        issued: dict[str, float] = {}
+        if len(self.excess) >= self.min_count:
+            # never below the reading: what is served now is needed now
+            issued[READING] = max(value, value + self.excess.quantile(self.quantile) * self.scale(value))
+        if forecast_upper is not None and math.isfinite(forecast_upper):
+            # what the predictive design asks: the forecast's own bound, never below the reading
+            issued[FORECAST] = max(value, forecast_upper)
+        self._pending.append((now, value, issued))
+        self._last = self._choose(value, issued)
+        return self._last
+
+    def _learn(self, need: float, base: float, issued: dict[str, float]) -> None:
+        self.excess.add((need - base) / self.scale(base))
+        for name, upper in issued.items():
+            self.loss[name].add(pinball(need, upper, self.quantile))
+
+    def _choose(self, reading: float, issued: dict[str, float]) -> ReactiveSummary | None:
+        if not issued:
+            return None
+        scored = [name for name in issued if len(self.loss[name]) >= self.min_count]
+        if len(scored) > 1:
+            basis = min(scored, key=lambda name: self.loss[name].mean)
+        elif FORECAST in issued:
+            basis = FORECAST  # the predictive design until the losses speak
+        else:
+            basis = READING if READING in issued else next(iter(issued))
+        upper = issued[basis]
+        return ReactiveSummary(upper, basis, upper / max(reading, self.floor), len(self.excess))

@@ -1,0 +1,394 @@
+"""The per-sample speed-ups give the forecasts of the straightforward code (to rounding), and dormancy changes no output."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import pytest
+
+from careplane.forecasting import dormancy, intervals, river_model
+from careplane.forecasting.auto import AutoForecaster
+from careplane.forecasting.features import fourier_terms
+from careplane.forecasting.holt_winters import HoltWinters
+from careplane.forecasting.intervals import ResidualCalibrator
+from careplane.forecasting.lag_regression import LagRegression
+from careplane.forecasting.online import ESTIMATE_EVERY, OnlineForecaster
+from careplane.forecasting.river_model import RiverForecaster, _linear_recursion
+from careplane.forecasting.sarimax import HarmonicSarimax
+from careplane.forecasting.seasonal import Naive
+
+from .conftest import HOUR, seasonal_counts
+
+
+def _plain_ridge_coefficients(model: LagRegression, h: int) -> tuple[np.ndarray, float]:
+    """Horizon ``h``'s coefficients by the textbook recipe: build the design, standardise, centre, solve."""
+    filled, raw = model.hist.filled_view(), model.hist.raw_view()
+    n = filled.shape[0]
+    offsets = [model._offsets(k) for k in range(1, model._trained + 1)]
+    start = max([63, 2] + [int(o.max(initial=0)) - k for k, o in enumerate(offsets, 1)])
+    origins = np.arange(max(start, n - 1 - 12000), max(start, n - 1))[: max(0, n - 1 - start) - (h - 1)]
+    origins = origins[~np.isnan(raw[origins + h])]
+    level = filled[origins]
+    blocks = [model._recent_matrix(filled, origins) - level[:, None]]
+    blocks.append(filled[(origins + h)[:, None] - offsets[h - 1][None, :]] - level[:, None])
+    times = np.asarray(model.slot_time(model.hist.offset + origins + h))
+    blocks.append(fourier_terms(times, model._cal_periods, model._cal_harmonics))
+    design = np.hstack(blocks)
+    y = raw[origins + h] - level
+    mu, sd = design.mean(axis=0), design.std(axis=0)
+    sd[sd < 1e-12] = 1.0
+    scale_w = 1.0 / np.sqrt(model._weights())
+    z = (design - mu) / sd * scale_w
+    zc = z - z.mean(axis=0)
+    assert model.alpha is not None
+    beta = np.linalg.solve(zc.T @ zc + model.alpha * np.eye(z.shape[1]), zc.T @ (y - y.mean())) * scale_w / sd
+    return beta, float(y.mean() - beta @ mu)
+
+
+def _fitted_lag_regression(max_horizon: int) -> LagRegression:
+    times, values = seasonal_counts(24 * 7 * 4, seed=5)
+    values[100:130] = np.nan
+    values[400] = np.nan
+    model = LagRegression(step_seconds=HOUR, max_horizon=max_horizon, calibrate=False)
+    model.fit(times, values)
+    return model
+
+
+def test_lag_regression_training_equals_the_plain_ridge() -> None:
+    model = _fitted_lag_regression(4)
+    assert model._cal_periods, "the history should be long enough for calendar terms"
+    k_rec = model._coef_recent.shape[1]
+    for h in range(1, 5):
+        beta, b0 = _plain_ridge_coefficients(model, h)
+        k_season = model._coef_season.shape[1]
+        recent = beta[:k_rec].copy()
+        recent[0] += 1.0 - beta[: k_rec + k_season].sum()
+        assert np.allclose(model._coef_recent[h - 1], recent, rtol=1e-7, atol=1e-9)
+        assert np.allclose(model._coef_season[h - 1], beta[k_rec : k_rec + k_season], rtol=1e-7, atol=1e-9)
+        assert np.allclose(model._coef_cal[h - 1], beta[k_rec + k_season :], rtol=1e-7, atol=1e-9)
+        assert math.isclose(model._intercept[h - 1], b0, rel_tol=1e-7, abs_tol=1e-9)
+
+
+def test_a_longer_forecast_adds_horizons_and_keeps_the_trained_ones() -> None:
+    model = _fitted_lag_regression(3)
+    for i, y in enumerate([40.0, 42.0, 45.0, 41.0]):
+        model.learn_one(float((model.hist.next_index + i) * HOUR), y)
+    before = model._coef_recent.copy()
+    model.forecast(8)
+    assert model._trained >= 8
+    assert np.array_equal(model._coef_recent[:3], before)  # not retrained before the next scheduled refit
+    fresh = copy.deepcopy(model)
+    fresh._trained = 0
+    fresh._coef_recent = fresh._coef_season = fresh._coef_cal = np.zeros((0, 0))
+    fresh._intercept = np.zeros(0)
+    fresh._train_upto(model._trained)
+    assert np.allclose(fresh._coef_recent[3:], model._coef_recent[3:])  # the added horizons: trained on the data of now
+
+
+def test_recent_range_follows_the_window_exactly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The incrementally kept (min, max) equals numpy's on the window, also when an extreme leaves it."""
+    monkeypatch.setattr(river_model, "RANGE_WINDOW", 50)
+    rng = np.random.default_rng(2)
+    model = RiverForecaster(step_seconds=60, max_horizon=3, calibrate=False)
+    model.fit(np.arange(40) * 60.0, rng.normal(10, 1, 40))
+    for i in range(40, 400):
+        y = 30.0 if i in (60, 200) else (-5.0 if i == 130 else (math.nan if i % 37 == 0 else rng.normal(10, 1)))
+        model.learn_one(i * 60.0, y)
+        if i % 3:  # sometimes several slots between two reads
+            end = model.hist.end
+            window = model.hist.filled[max(0, end - 50) : end]
+            assert model._recent_range() == (float(window.min()), float(window.max()))
+
+
+def test_recursion_in_lfilter_equals_the_loop() -> None:
+    rng = np.random.default_rng(0)
+    for n in (3, 16, 40):
+        taps, history, inputs = rng.normal(0, 0.05, n), rng.normal(size=n + 5), rng.normal(size=30)
+        values = list(history)
+        for x in inputs:
+            values.append(x + sum(taps[j - 1] * values[-j] for j in range(1, n + 1)))
+        fast = _linear_recursion(taps, history, inputs)
+        assert fast is not None and np.allclose(fast, values[len(history) :], rtol=1e-12, atol=1e-12)
+
+
+def test_candidates_read_autos_history_and_forecast_like_standalone_models() -> None:
+    times, values = seasonal_counts(24 * 7 * 3, seed=6)
+    head = 24 * 14
+    auto = AutoForecaster(candidates=[LagRegression, HoltWinters], step_seconds=HOUR, max_horizon=4)
+    alone = [LagRegression(step_seconds=HOUR, max_horizon=4, calibrate=False), HoltWinters(step_seconds=HOUR, max_horizon=4, calibrate=False)]
+    auto.fit(times[:head], values[:head])
+    for model in alone:
+        model.fit(times[:head], values[:head])
+    for i in range(head, len(values)):
+        if 400 <= i < 410:
+            continue  # a gap, online
+        auto.learn_one(float(times[i]), float(values[i]))
+        for model in alone:
+            model.learn_one(float(times[i]), float(values[i]))
+        auto.forecast(4)
+    for cand, model in zip(auto.candidates, alone, strict=True):
+        assert cand.hist is auto.hist
+        assert np.allclose(cand._predict(4), model._predict(4), rtol=1e-12)
+
+
+class _Wild(OnlineForecaster):
+    """A model far off in both directions (no bias correction rescues it)."""
+
+    name = "wild"
+    calls = 0
+
+    def _predict(self, steps: int) -> np.ndarray:
+        _Wild.calls += 1
+        sign = 1.0 if self.hist.next_index % 2 else -1.0
+        return self.hist.filled[self.hist.end - 1] + sign * 50.0 + np.zeros(steps)
+
+
+def _run_auto(values: np.ndarray, asleep_log: list[bool]) -> np.ndarray:
+    model = AutoForecaster(candidates=[Naive, _Wild], step_seconds=HOUR, max_horizon=2)
+    model.fit(np.arange(50) * HOUR, values[:50])
+    out = []
+    for i in range(50, len(values)):
+        model.learn_one(i * HOUR, float(values[i]))
+        calls = _Wild.calls
+        out.append(model.forecast(2).mean)
+        asleep_log.append(bool(model._dormancy.asleep[1]))
+        if asleep_log[-1] and model._since_select:  # (a selection may have just woken it)
+            assert _Wild.calls == calls  # a sleeping candidate is not asked to forecast
+    return np.array(out)
+
+
+def test_a_clearly_worse_candidate_sleeps_wakes_and_changes_no_forecast(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(1)
+    values = 100.0 + np.cumsum(rng.normal(0, 1.0, 2500))
+    log: list[bool] = []
+    with_dormancy = _run_auto(values, log)
+    assert any(log) and not all(log[log.index(True) :])  # fell asleep, and woke up later to be scored again
+    monkeypatch.setattr(dormancy.Dormancy, "after_selection", lambda self, *args: False)
+    always_awake = _run_auto(values, [])
+    assert np.array_equal(with_dormancy, always_awake)  # it had no weight: sleeping only saves its forecasts
+
+
+def test_calibrator_fast_path_stores_what_the_masked_path_does() -> None:
+    """Forecasts of 3 steps in a calibrator sized for 8: the horizons never forecast do not force the masked copy."""
+    cal = ResidualCalibrator(window=50, refresh_every=10, min_count=5)
+    cal.set_level(100.0, 1.0)
+    for i in range(20):
+        mean = np.array([100.0, 101.0, 102.0]) + i
+        cal.record(i, mean)
+        cal.observe(i + 1, 100.0 + i + 0.5)
+    expected = cal.pending.predictions_for(20)
+    column = cal.res[:, (cal.ptr - 1) % cal.window]
+    assert cal.pending.width == 3
+    assert np.allclose(column[:3], (119.5 - expected[:3]) / cal.scale(expected[:3]))
+    assert np.all(np.isnan(column[3:]))
+
+
+def test_shorter_forecasts_do_not_force_a_new_selection(monkeypatch: pytest.MonkeyPatch) -> None:
+    times, values = seasonal_counts(24 * 7 * 3, seed=7)
+    model = AutoForecaster(step_seconds=HOUR, max_horizon=6)
+    model.fit(times[:400], values[:400])
+    selections = 0
+    original = AutoForecaster._select
+
+    def counting(self: AutoForecaster, k: int) -> None:
+        nonlocal selections
+        selections += 1
+        original(self, k)
+
+    monkeypatch.setattr(AutoForecaster, "_select", counting)
+    for i in range(400, 432):
+        model.learn_one(float(times[i]), float(values[i]))
+        model.forecast(1 + i % 6)  # steps change every call (as on a gappy series)
+    assert selections <= 3  # every RESELECT = 16 steps, not at every change of steps
+    assert len(model.chosen_by_horizon) == 6
+
+
+@pytest.mark.parametrize("cls", [HoltWinters, HarmonicSarimax])
+def test_online_refits_reestimate_statsmodels_parameters_only_every_few_refits(cls: type[OnlineForecaster]) -> None:
+    times, values = seasonal_counts(24 * 7 * 10, seed=9)
+    model = cls(step_seconds=HOUR, max_horizon=2, calibrate=False)
+    head = 24 * 7 * 5  # (long enough that the history does not double again: that re-estimates too, for cold starts)
+    model.fit(times[:head], values[:head])
+    fitted_at = model._estimated_at
+    assert fitted_at is not None and model.refit_every == 168
+    estimates = []
+    for i in range(head, len(values)):
+        model.learn_one(float(times[i]), float(values[i]))
+        estimates.append(model._estimated_at)
+    # refits every 168 samples, estimates every ESTIMATE_EVERY of them (fit's own estimate counts)
+    assert sorted(set(estimates)) == [fitted_at, fitted_at + ESTIMATE_EVERY * 168]
+
+
+class _EveryStep(AutoForecaster):
+    """auto folding each error into its memories as it arrives (the straightforward order)."""
+
+    def _score(self, index: int, y: float) -> None:
+        super()._score(index, y)
+        self._flush()
+
+
+def test_batched_error_memories_equal_the_step_by_step_update() -> None:
+    times, values = seasonal_counts(24 * 7 * 4, seed=11)
+    values[500:505] = np.nan  # gaps: some horizons unscored for a while (the masked update)
+    runs = []
+    for cls in (AutoForecaster, _EveryStep):
+        model = cls(step_seconds=HOUR, max_horizon=3)
+        model.fit(times[:300], values[:300])
+        means = []
+        for i in range(300, len(values)):
+            model.learn_one(float(times[i]), float(values[i]))
+            means.append(model.forecast(3 if i % 7 else 5).mean[:3])
+        model._flush()  # (the batched model may still hold errors not yet folded in)
+        runs.append((np.array(means), model._sums.copy(), model.chosen))
+    assert np.allclose(runs[0][0], runs[1][0], rtol=1e-10, atol=1e-10)
+    assert np.allclose(runs[0][1], runs[1][1], rtol=1e-10) and runs[0][2] == runs[1][2]
+
+
+def test_river_learn_one_shortcut_leaves_rivers_own_state() -> None:
+    """``river_model._learn_one`` updates the pipeline exactly as river's ``learn_one`` (clipped steps and a
+    feature that appears late included)."""
+    maker = RiverForecaster(step_seconds=HOUR, calibrate=False)
+    ours, theirs = maker._new_model(), maker._new_model()
+    rng = np.random.default_rng(3)
+    for k in range(2000):
+        x = {"lag1": float(rng.normal(50, 9)), "lag2": float(rng.normal(50, 9)), "mean": float(rng.normal(48, 3))}
+        if k >= 300:
+            x["season24"] = float(rng.normal(45, 8))
+        x["const"] = 1.0  # zero variance: standardised to 0
+        y = x["lag1"] + float(rng.normal(0, 5)) + (500.0 if k == 1000 else 0.0)  # one spike: a clipped gradient
+        theirs.learn_one(x, y)
+        river_model._learn_one(ours, x, y)
+    a, b = ours.regressor.steps["LinearRegression"], theirs.regressor.steps["LinearRegression"]  # type: ignore[attr-defined]
+    assert a._weights.to_dict() == b._weights.to_dict()
+    assert a.intercept == b.intercept and a.optimizer.n_iterations == b.optimizer.n_iterations
+    assert ours.predict_one(x) == theirs.predict_one(x)
+
+
+def test_river_phase_terms_from_the_skewed_table_equal_the_gathered_ones() -> None:
+    model = RiverForecaster(step_seconds=HOUR, calibrate=False)
+    times, values = seasonal_counts(24 * 7 * 3, seed=2)
+    model.fit(times, values)
+    for first in (0, 5, 23, 24 * 9 + 7):
+        for steps in (12, 40, 20):  # (beyond SHORT_FORECAST) grows the table, then reads a shorter prefix
+            fast = model._tails(steps, [(np.arange(40.0)[:steps], 0.3)], first, 0.7, -1.3)
+            sin_a, cos_a = model._phase_tables(first, steps)
+            plain = (np.zeros(steps) + 0.3 * np.arange(40.0)[:steps] + (0.7 * sin_a + -1.3 * cos_a)).tolist()
+            assert fast == plain
+
+
+def _reference_bounds(cal: ResidualCalibrator, q: float, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """The calibrator's bounds by the straightforward recipe: stable-sort every horizon's residuals, loop over h."""
+    used = cal.window if cal.seen >= cal.window else cal.ptr
+    res = cal.res[:, :used]
+    finite = np.isfinite(res)
+    values = np.where(finite, res, np.inf)
+    order = np.argsort(values, axis=1, kind="stable")
+    ordered = np.take_along_axis(values, order, axis=1)
+    age = (cal.ptr - 1 - np.arange(used)) % cal.window
+    assert cal.halflife is not None
+    cum = np.cumsum(np.take_along_axis(np.where(finite, 0.5 ** (age / cal.halflife), 0.0), order, axis=1), axis=1)
+    cum = np.divide(cum, cum[:, -1:], out=np.zeros_like(cum), where=cum[:, -1:] > 0)
+    n = finite.sum(axis=1)
+    usable = np.flatnonzero(n >= cal.min_count)
+    low, high = np.full(steps, np.nan), np.full(steps, np.nan)
+    for h in range(1, steps + 1):
+        pos = max(int(np.searchsorted(usable, h - 1, side="right")) - 1, 0)
+        hh = usable[pos] + 1
+        level = min(max(q + cal.level_shift[hh - 1], 0.5), 1.0)
+        factor = math.sqrt(h / hh) if h > hh else 1.0
+        high[h - 1] = ordered[hh - 1, min(n[hh - 1] - 1, int((cum[hh - 1] <= level).sum()))] * factor
+        low[h - 1] = ordered[hh - 1, min(n[hh - 1] - 1, int((cum[hh - 1] < 1 - level).sum()))] * factor
+    return low, high
+
+
+@pytest.mark.parametrize("window", [300, intervals.FAST_SORT_MIN + 100])
+def test_calibrator_bounds_equal_the_straightforward_recipe(window: int) -> None:
+    """Sorting only the horizons with enough residuals, the tie-checked fast sort (long windows), and one cached
+    bound per quantile sliced for shorter requests give the bounds of the plain recipe; residuals with ties included."""
+    cal = ResidualCalibrator(window=window, refresh_every=40, min_count=20)
+    rng = np.random.default_rng(4)
+    mixed = False  # compared while some horizons had too few residuals to be sorted
+    for index in range(1, window + 400):
+        steps = int(rng.choice([3, 5, 24])) if index % 79 else 40  # the long horizons get few residuals
+        mean = np.round(rng.uniform(5, 50, steps))  # integer forecasts of integer data: many equal residuals
+        cal.record(index - 1, mean)
+        cal.observe(index, float(rng.poisson(25)))
+        if index % 13 == 0 and (cal.counts >= cal.min_count).any():
+            cal._refresh()  # (an extra refresh: the bounds then read the residuals the reference reads)
+            mixed = mixed or bool((cal.counts < cal.min_count).any())
+            for steps_asked in (40, 5, 24, 1):
+                low, high = cal._quantiles(0.9, steps_asked)
+                ref_low, ref_high = _reference_bounds(cal, 0.9, steps_asked)
+                np.testing.assert_array_equal(low, ref_low)
+                np.testing.assert_array_equal(high, ref_high)
+            cal.interval(mean, 0.9)  # (sets the quantile whose bounds ACI adapts)
+    assert mixed
+
+
+def test_stable_argsort_shortcut_orders_ties_like_the_stable_sort() -> None:
+    rng = np.random.default_rng(5)
+    values = np.round(rng.normal(size=(20, 2 * intervals.FAST_SORT_MIN)), 1)  # many ties
+    values[3] = rng.normal(size=values.shape[1])  # a row without ties
+    values[:, 1500:] = np.inf
+    order, ordered = intervals._stable_argsort(values)
+    np.testing.assert_array_equal(ordered, np.sort(values, axis=1))
+    expect = np.argsort(values, axis=1, kind="stable")
+    finite = np.isfinite(ordered)
+    np.testing.assert_array_equal(order[finite], expect[finite])  # (the order of the +inf slots is free)
+
+
+def test_lag_regression_calendar_cache_trains_the_same_coefficients() -> None:
+    """Growing the horizons a few samples apart reuses the calendar terms of the previous call (only new slots
+    are computed) and trains exactly what a model computing them afresh trains."""
+    cached = _fitted_lag_regression(3)
+    fresh = copy.deepcopy(cached)
+    times, values = seasonal_counts(24 * 7 * 4 + 30, seed=5)
+    for steps, row in ((6, 24 * 7 * 4 + 2), (14, 24 * 7 * 4 + 9), (30, 24 * 7 * 4 + 20)):
+        for model in (cached, fresh):
+            while model.hist.next_index <= row:
+                index = model.hist.next_index
+                model.learn_one(float(times[index]), float(values[index]))
+        before = cached._cal_cache
+        assert before is not None
+        fresh._cal_cache = None
+        a, b = cached._predict(steps), fresh._predict(steps)
+        after = cached._cal_cache
+        assert after is not None and after[0] + after[1].shape[0] > before[0] + before[1].shape[0]  # extended
+        np.testing.assert_array_equal(a, b)
+        for name in ("_coef_recent", "_coef_season", "_coef_cal", "_intercept"):
+            np.testing.assert_array_equal(getattr(cached, name), getattr(fresh, name))
+    assert cached._trained == fresh._trained >= 30
+
+
+def test_error_memory_flush_skips_only_horizons_without_errors() -> None:
+    """A batch whose errors stop at some horizon (short forecasts, many tracked horizons) folds in exactly
+    what the update over every horizon does."""
+    model = AutoForecaster(step_seconds=HOUR, max_horizon=12)
+    rng = np.random.default_rng(8)
+    model._sums[...] = rng.uniform(0.5, 2.0, model._sums.shape)
+    m, h, c = 6, model._h, model._batch.shape[2]
+    batch = rng.normal(size=(m, h, c))
+    batch[:, 4:] = np.nan  # nothing past horizon 4 was forecast
+    batch[2, 1] = np.nan  # and one slot missed a horizon
+    batch[:, :, 3] = np.where(rng.random((m, h)) < 0.3, np.nan, batch[:, :, 3])
+    model._bound[:] = 1.5
+    plain = copy.deepcopy(model)
+    initial = model._sums.copy()
+    for target in (model, plain):
+        target._batch[:m] = batch
+        target._batch_n = m
+    model._flush()
+    # the straightforward update: every horizon, one known error at a time
+    a = plain._decay
+    sums = plain._sums
+    for j in range(m):
+        x = batch[j]
+        known = np.isfinite(x)
+        ab = np.abs(np.where(known, x, 0.0))
+        for k, term in enumerate((np.ones_like(ab), np.minimum(ab, 1.5) ** 2, ab)):
+            sums[k] = np.where(known, (1 - a) * sums[k] + a * term, sums[k])
+    np.testing.assert_allclose(model._sums, sums, rtol=1e-13)
+    assert np.array_equal(model._sums[:, 4:], initial[:, 4:])  # (left alone, not multiplied by 1 and added 0)
+    assert not np.array_equal(model._sums[:, :4], initial[:, :4])
