@@ -67,20 +67,32 @@ def _fault_window(run: DemoRun) -> tuple[Any, list]:
 
 
 def test_circuit_breaker_tightens_during_errors(shortened_demo: DemoRun) -> None:
-    """While the secondary region fails, consecutive5xxErrors drops below its default (outlier detection sooner)."""
+    """While the secondary region fails, consecutive5xxErrors drops to its minimum (outlier detection sooner),
+    and it never tightens on a clean signal: any earlier tightening follows errors Prometheus saw.
+
+    Why not "never before the fault": live traffic starts with the whole Locust pool at once while two
+    replicas are ready, and the pending-request limit sheds that burst with real 503s (seen in a CI run:
+    the secondary region's error ratio was 43 % nine seconds into the run); reacting to them is the
+    breaker's job.
+    """
     sb = shortened_demo.sandbox
     fault, during = _fault_window(shortened_demo)
-    before = [s for s in sb.timeline if s.t < sb.start_at + fault.start * DEMO_SECONDS]
     policy = next(p for p in sb.policies if p.metadata.name == "fhir-api")
     assert policy.spec.circuitBreaker is not None
-    default = policy.spec.circuitBreaker.consecutive5xxErrors.default
-    assert {s.consecutive_5xx["fhir-api"] for s in before} == {default}  # not tightened before any error
-    assert min(s.consecutive_5xx["fhir-api"] for s in during) == policy.spec.circuitBreaker.consecutive5xxErrors.min
-    # Prometheus saw the errors the breaker reacted to: the failing region's error ratio rose above the SLO.
     assert policy.spec.slo is not None and policy.spec.slo.maxErrorRate
     assert policy.spec.routing is not None and policy.spec.routing.backendErrorRateQuery
+    bounds = policy.spec.circuitBreaker.consecutive5xxErrors
     prom = PromReader(sb.prometheus.url if sb.prometheus else "")
-    ratio = prom.by_label(policy.spec.routing.backendErrorRateQuery, "backend", during[0].t, during[-1].t, 2.0)
+    query = policy.spec.routing.backendErrorRateQuery
+    assert sb.timeline[0].consecutive_5xx["fhir-api"] == bounds.default  # the run starts relaxed
+    early = [s for s in sb.timeline if s.t < sb.start_at + fault.start * DEMO_SECONDS
+             and s.consecutive_5xx["fhir-api"] < bounds.default]
+    if early:  # tightened before the fault: only on errors above the SLO that Prometheus recorded
+        seen = prom.by_label(query, "backend", sb.created, early[0].t, 2.0)
+        assert max(np.nanmax(v) for v in seen.values()) > policy.spec.slo.maxErrorRate
+    assert min(s.consecutive_5xx["fhir-api"] for s in during) == bounds.min
+    # Prometheus saw the errors the breaker reacted to: the failing region's error ratio rose above the SLO.
+    ratio = prom.by_label(query, "backend", during[0].t, during[-1].t, 2.0)
     assert np.nanmax(ratio[fault.backend]) > policy.spec.slo.maxErrorRate
 
 
