@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import resource
@@ -41,6 +42,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -225,6 +227,8 @@ def measure_operator(n: int, interval: int, measure: float, kubeconfig: str, pro
             time.sleep(1)
         warmup = time.monotonic() - started
         spans.clear()
+        pauses: list[float] = []
+        gc.callbacks.append(_gc_timer(pauses))
         t0, cpu0 = time.monotonic(), cpu_seconds()
         others0 = {name: process_cpu_seconds(pid) for name, pid in others.items() if pid}
         task = progress.add_task(f"{n} policies: measuring", total=measure)
@@ -232,6 +236,7 @@ def measure_operator(n: int, interval: int, measure: float, kubeconfig: str, pro
             progress.update(task, completed=elapsed)
             time.sleep(1)
         t1, cpu1, rss = time.monotonic(), cpu_seconds(), rss_bytes()
+        gc.callbacks.pop()
         others1 = {name: process_cpu_seconds(pid) for name, pid in others.items() if pid}
     steps: dict[str, list[float]] = {}
     for span in spans.get_finished_spans():
@@ -267,7 +272,25 @@ def measure_operator(n: int, interval: int, measure: float, kubeconfig: str, pro
                              if len(v) >= 2},
         "other_processes_cores_used": {k: round((others1[k] - others0[k]) / wall, 3) for k in others1},
         "loadavg_1m_end": os.getloadavg()[0],
+        # full (generation-2) collections in the window: each stalls the event loop (see operator/gc_policy.py)
+        "gc_full_collections": len(pauses),
+        "gc_full_pause_max_seconds": round(max(pauses), 4) if pauses else 0.0,
     }
+
+
+def _gc_timer(pauses: list[float]) -> Callable[[str, dict[str, Any]], None]:
+    """A gc callback that appends the duration of every generation-2 collection to ``pauses``."""
+    started: list[float] = []
+
+    def callback(phase: str, info: dict[str, Any]) -> None:
+        if info.get("generation") != 2:
+            return
+        if phase == "start":
+            started[:] = [time.perf_counter()]
+        elif started:
+            pauses.append(time.perf_counter() - started.pop())
+
+    return callback
 
 
 def main() -> int:

@@ -29,6 +29,7 @@ import kopf
 
 from careplane import policy as model
 from careplane.operator import events as ev
+from careplane.operator import gc_policy
 from careplane.operator import settings as cfg
 from careplane.operator.ports import ClusterPort, MetricsPort
 from careplane.operator.reconcile import PolicyReconciler, policy_document
@@ -141,6 +142,7 @@ def build_registry(config: cfg.OperatorConfig) -> kopf.OperatorRegistry:
         runtime: Runtime = memo["runtime"]
         runtime.reconcilers.pop(_key(body.metadata.namespace, body.metadata.name), None)
         runtime.telemetry.forget(body.metadata.namespace or "default", body.metadata.name or "")
+        gc_policy.release_frozen()
 
     @kopf.daemon(
         *resource,

@@ -42,6 +42,7 @@ from typing import Any
 
 from careplane.decision.types import Actions, Observations
 from careplane.operator import events as ev
+from careplane.operator import gc_policy
 from careplane.operator import status as st
 from careplane.operator.ports import ClusterPort, MetricsError, MetricsPort, PortError, Scale, TargetMissing
 from careplane.operator.settings import RECONCILED_BY_ANNOTATION, STATE_ANNOTATION
@@ -194,6 +195,7 @@ class PolicyReconciler:
             )
             # In a worker thread: a bulk fit must not stall kopf's event loop and the other policies.
             await self._compute(models.rebuild, times, values)
+            gc_policy.freeze_long_lived()
         except MetricsError as exc:  # no history yet is normal for a new workload: learn online from now on
             log.info("%s/%s: no history to rebuild models from: %s", self.namespace, self.name, exc)
         self.models, self.models_key = models, models_key(spec)

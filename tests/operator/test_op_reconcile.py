@@ -350,3 +350,22 @@ def test_no_backend_query_without_the_setting() -> None:
     rig.tick()
     assert not any(q.endswith(" by backend") for q in rig.metrics.queries)
     assert dict(rig.rec.models.raw[-1].backend_error_rates) == {}
+
+
+def test_rebuilt_models_are_frozen_out_of_full_collections_and_released_on_delete() -> None:
+    """A rebuild moves the models into gc's permanent generation (full collections skip them); dropping a
+    policy unfreezes, so cyclic garbage it leaves is found by the next full collection."""
+    import gc
+
+    from careplane.operator import gc_policy
+
+    gc.unfreeze()
+    rig = Rig(policy())
+    rig.tick()
+    assert rig.metrics.history_calls == 1
+    frozen = gc.get_freeze_count()
+    assert frozen > 0
+    assert not any(obj is rig.rec.models for obj in gc.get_objects())  # not in any collected generation
+    gc_policy.release_frozen()
+    assert gc.get_freeze_count() == 0
+    assert any(obj is rig.rec.models for obj in gc.get_objects())
