@@ -24,6 +24,30 @@ import math
 from collections import deque
 
 
+class RollingQuantile:
+    """A rolling window of values with conformal-rank quantiles (insort keeps it sorted)."""
+
+    def __init__(self, window: int) -> None:
+        self.window = window
+        self._fifo: deque[float] = deque()
+        self._sorted: list[float] = []
+
+    def __len__(self) -> int:
+        return len(self._sorted)
+
+    def add(self, value: float) -> None:
+        self._fifo.append(value)
+        bisect.insort(self._sorted, value)
+        if len(self._fifo) > self.window:
+            old = self._fifo.popleft()
+            del self._sorted[bisect.bisect_left(self._sorted, old)]
+
+    def quantile(self, q: float) -> float:
+        n = len(self._sorted)
+        rank = min(n, max(1, math.ceil((n + 1) * q))) - 1  # the conformal rank
+        return self._sorted[rank]
+
+
 class WindowCalibrator:
     """Online conformal quantiles of a window maximum's excess over the forecast mean."""
 
@@ -33,8 +57,7 @@ class WindowCalibrator:
         self.min_count = min_count
         self._pending: deque[tuple[int, int, float, float]] = deque()  # (first step, last step, mean, scale)
         self._actual: dict[int, float] = {}
-        self._fifo: deque[float] = deque()
-        self._sorted: list[float] = []
+        self._excess = RollingQuantile(window)
 
     def scale(self, mean: float) -> float:
         return math.sqrt(max(mean, 0.0) / self.step) + 1e-9
@@ -52,27 +75,17 @@ class WindowCalibrator:
             first, last, mean, scale = self._pending.popleft()
             seen = [self._actual[i] for i in range(first, last + 1) if i in self._actual]
             if seen:
-                self._add((max(seen) - mean) / scale)
+                self._excess.add((max(seen) - mean) / scale)
         oldest = self._pending[0][0] if self._pending else index + 1
         for stale in [i for i in self._actual if i < oldest]:
             del self._actual[stale]
 
-    def _add(self, excess: float) -> None:
-        self._fifo.append(excess)
-        bisect.insort(self._sorted, excess)
-        if len(self._fifo) > self.window:
-            old = self._fifo.popleft()
-            del self._sorted[bisect.bisect_left(self._sorted, old)]
-
     @property
     def ready(self) -> bool:
-        return len(self._sorted) >= self.min_count
+        return len(self._excess) >= self.min_count
 
     def upper(self, mean: float, quantile: float) -> float | None:
         """Calibrated upper bound of the window maximum, or None until enough windows were scored."""
         if not self.ready or not math.isfinite(mean):
             return None
-        n = len(self._sorted)
-        # the conformal rank: ceil((n + 1) q)-th smallest, capped at the largest
-        rank = min(n, max(1, math.ceil((n + 1) * quantile))) - 1
-        return max(0.0, mean + self._sorted[rank] * self.scale(mean))
+        return max(0.0, mean + self._excess.quantile(quantile) * self.scale(mean))

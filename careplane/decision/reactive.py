@@ -40,37 +40,13 @@ an O(window) memmove in ``bisect.insort``, cheap enough for every sync of a
 
 from __future__ import annotations
 
-import bisect
 import math
 from collections import deque
 
+from careplane.decision.calibration import RollingQuantile
 from careplane.decision.types import ReactiveSummary
 
 READING, FORECAST = "reading", "forecast"
-
-
-class RollingQuantile:
-    """A rolling window of values with conformal-rank quantiles (insort keeps it sorted)."""
-
-    def __init__(self, window: int) -> None:
-        self.window = window
-        self._fifo: deque[float] = deque()
-        self._sorted: list[float] = []
-
-    def __len__(self) -> int:
-        return len(self._sorted)
-
-    def add(self, value: float) -> None:
-        self._fifo.append(value)
-        bisect.insort(self._sorted, value)
-        if len(self._fifo) > self.window:
-            old = self._fifo.popleft()
-            del self._sorted[bisect.bisect_left(self._sorted, old)]
-
-    def quantile(self, q: float) -> float:
-        n = len(self._sorted)
-        rank = min(n, max(1, math.ceil((n + 1) * q))) - 1  # the conformal rank
-        return self._sorted[rank]
 
 
 class RollingSum:
