@@ -100,6 +100,9 @@ def evaluate(times: np.ndarray, values: np.ndarray, step: float, test_fraction: 
             scores = metrics(values[start:], result.mean[h], result.lower[h], result.upper[h], scale)
             scores["fit_seconds"] = fit_seconds
             scores["update_microseconds"] = update_us
+            # the fastest of the runs: neighbours on a shared machine only ever add time, so the minimum is the
+            # figure closest to the code's own cost (the median above stays the headline)
+            scores["update_microseconds_min"] = float(min(updates))
             out[name][h] = scores
         print(f"  {name:16s} " + " ".join(f"h{h}: mase {out[name][h]['mase']:.3f} r2 {out[name][h]['r2']:.3f} cov {out[name][h]['coverage']:.2f}" for h in horizons)
               + f" fit {fit_seconds:.2f}s upd {update_us:.0f}us (runs: {', '.join(f'{u:.0f}' for u in updates)})", file=sys.stderr, flush=True)
@@ -160,6 +163,7 @@ def hourly_refit_cost() -> dict[str, float]:
     scores = metrics(values[start:], result.mean[1], result.lower[1], result.upper[1], mase_scale(values[:start], 168))
     return {
         "auto_hourly_test30_update_microseconds": float(np.median(updates)),
+        "auto_hourly_test30_update_microseconds_min": float(min(updates)),
         "auto_hourly_test30_h1_mase": scores["mase"],
         "auto_hourly_test30_h1_r2": scores["r2"],
         "auto_hourly_test30_h1_coverage": scores["coverage"],
@@ -182,6 +186,8 @@ def table_rows(results: dict[str, dict[str, dict[int, dict[str, float]]]]) -> li
                 "auto_gap": mase["auto"] / mase[best_model] - 1 if mase[best_model] > 0 else math.nan,
                 "auto_r2": per_model["auto"][h]["r2"],
                 "auto_coverage": per_model["auto"][h]["coverage"],
+                "auto_update_microseconds": per_model["auto"][h]["update_microseconds"],
+                "auto_update_microseconds_min": per_model["auto"][h]["update_microseconds_min"],
             })
     return rows
 

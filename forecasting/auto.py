@@ -37,7 +37,7 @@ import numpy as np
 
 from careplane.forecasting.dormancy import Dormancy
 from careplane.forecasting.evaluation import mase_scale
-from careplane.forecasting.intervals import MAX_TRACKED_HORIZON
+from careplane.forecasting.intervals import MAX_TRACKED_HORIZON, file_diagonal
 from careplane.forecasting.lag_regression import LagRegression
 from careplane.forecasting.online import OnlineForecaster
 from careplane.forecasting.seasonal import Naive, SeasonalNaive
@@ -121,6 +121,7 @@ class AutoForecaster(OnlineForecaster):
         self._bias = np.zeros((self._h, n_c))
         self._selected_k = -1
         self._since_select = 0
+        self._uniform_choice = -1  # the column every horizon's choice is, if they are all one (see ``_select``)
 
     # views into the stacked sums (properties, not attributes: a copied or unpickled model keeps them aliased)
     @property
@@ -221,24 +222,30 @@ class AutoForecaster(OnlineForecaster):
         diff = self._batch[self._batch_n]
         np.subtract(y, self._pred[row], out=diff)  # (H, C): each horizon's error for this slot
         # every target filed in this row is at most ``index``: an older one marks a horizon not forecast for it
-        if min(self._target[row].tolist()) != index:  # (a Python min: ndarray.min on a few integers costs more)
-            diff[self._target[row] != index] = np.nan
+        target = self._target[row]
+        complete = min(target.tolist()) == index  # (a Python min: ndarray.min on a few integers costs more)
+        if not complete:  # (copyto with a mask: the cells of ``diff[target != index] = nan``, without the fancy index)
+            np.copyto(diff, np.nan, where=(target != index)[:, None])
         self._batch_n += 1
         self._since_select += 1
         n_c = len(self.candidates)
         signed = np.minimum(np.maximum(diff[:, :n_c], self._neg_bound), self._bound)
         b = self._bias_decay
         bias_acc = self._bias_acc
-        if math.isfinite(signed.sum()):  # the usual step: every horizon forecast this slot, every model finite
+        if complete and math.isfinite(signed.sum()):  # the usual step: every horizon forecast this slot, every model finite
             bias_acc *= 1 - b
             bias_acc[1] += b
             bias_acc[0] += b * signed
             return
-        b_known = np.isfinite(signed)
-        b_keep = np.where(b_known, 1 - b, 1.0)
-        bias_acc *= b_keep
-        bias_acc[1] += np.where(b_known, b, 0.0)
-        bias_acc[0] += np.where(b_known, b * signed, 0.0)
+        # only the known errors update their memories; the others are left as they are. (``where=`` on the
+        # ufuncs: the same products and sums on the known cells as multiplying the rest by 1 and adding 0,
+        # in half the numpy calls; a gappy series, where a few of the tracked horizons were forecast for
+        # this slot, takes this path at every observation.)
+        known = np.isfinite(signed)
+        np.multiply(bias_acc, 1 - b, out=bias_acc, where=known)
+        np.add(bias_acc[1], b, out=bias_acc[1], where=known)
+        np.multiply(signed, b, out=signed)
+        np.add(bias_acc[0], signed, out=bias_acc[0], where=known)
 
     def _flush(self) -> None:
         """Fold the errors waiting in ``_batch`` into the EW error memories (exponential decay per known error).
@@ -257,18 +264,22 @@ class AutoForecaster(OnlineForecaster):
         clipped = np.minimum(ab, self._bound)
         a = self._decay
         sums = self._sums
+        h, c = ab.shape[1], ab.shape[2]
         if math.isfinite(ab.sum()):  # every error known: the same decay everywhere
-            weights = a * (1 - a) ** np.arange(m - 1, -1, -1, dtype=float)
+            weights, weight_sum = self._decay_weights(m)
             sums *= (1 - a) ** m
-            sums[0] += weights.sum()
-            sums[1] += np.tensordot(weights, clipped * clipped, axes=1)
-            sums[2] += np.tensordot(weights, ab, axes=1)
+            sums[0] += weight_sum
+            # (np.tensordot(weights, x, axes=1) is this reshape and dot, without its ~50 us of Python around them)
+            np.square(clipped, out=clipped)
+            sums[1] += np.dot(weights, clipped.reshape(m, h * c)).reshape(h, c)
+            sums[2] += np.dot(weights, ab.reshape(m, h * c)).reshape(h, c)
             return
         known = np.isfinite(ab)
         # horizons past the last one with a known error in the batch are left alone: every term there is
         # "unknown" (the update would multiply by 1 and add 0). On a gappy series auto tracks up to 64
         # horizons while the usual forecast is a few steps, so this is most of the arrays.
-        span = int(np.flatnonzero(known.any(axis=(0, 2)))[-1]) + 1 if known.any() else 0
+        by_horizon = known.any(axis=(0, 2))
+        span = int(np.flatnonzero(by_horizon)[-1]) + 1 if by_horizon.any() else 0
         if span == 0:
             return
         if span < known.shape[1]:
@@ -282,29 +293,42 @@ class AutoForecaster(OnlineForecaster):
         sums[1] += (weights * np.where(known, clipped * clipped, 0.0)).sum(axis=0)
         sums[2] += (weights * np.where(known, ab, 0.0)).sum(axis=0)
 
+    def _decay_weights(self, m: int) -> tuple[np.ndarray, float]:
+        """a (1 - a)^(m - 1 - j) for j < m and their sum (cached per m: a batch is RESELECT errors but for a few)."""
+        cache = self.__dict__.setdefault("_decay_cache", {})
+        hit = cache.get(m)
+        if hit is None:
+            a = self._decay
+            weights = a * (1 - a) ** np.arange(m - 1, -1, -1, dtype=float)
+            hit = cache[m] = (weights, weights.sum())
+        result: tuple[np.ndarray, float] = hit
+        return result
+
     def _select(self, k: int) -> None:
         """Refresh errors, blend weights and the per-horizon choice (every RESELECT steps: they move slowly);
         wake and put to sleep candidates (see ``careplane.forecasting.dormancy``)."""
         self._flush()  # (before the bound changes: the waiting errors are winsorised at the bound they were made under)
         dormancy = self._dormancy
         changed = dormancy.wake_due(self._sums, self._bias_acc, self._pred)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            known = self._wsum > 0
-            if dormancy.asleep.any():
-                known &= ~dormancy.masked_columns  # a sleeping candidate's sums are stale: it takes no part
-            self._mse = np.where(known, self._sqsum / self._wsum, np.nan)
-            self._mae = np.where(known, self._absum / self._wsum, np.nan)
-            best = np.min(np.where(np.isfinite(self._mae), self._mae, np.inf), axis=1)
-            self._bound = (WINSOR * best)[:, None]
-            self._neg_bound = -self._bound
-            mse = self._mse[:k, :-1]
-            inv = np.where(np.isfinite(mse), 1.0 / np.maximum(mse, 1e-12), 0.0)
-            # blend only the models within BLEND_RATIO of the best rolling error: a fixed top-k
-            # flickers between near-equal members, a bad model only adds noise
-            best_inv = inv.max(axis=1, keepdims=True)
-            inv = np.where(inv * BLEND_RATIO >= best_inv, inv, 0.0)
-            total = inv.sum(axis=1, keepdims=True)
-            self._weights = np.where(total > 0, inv / np.where(total > 0, total, 1.0), 1.0 / inv.shape[1]).T.copy()
+        wsum, sqsum, absum = self._sums  # (flushed above)
+        known = wsum > 0
+        if dormancy.asleep.any():
+            known &= ~dormancy.masked_columns  # a sleeping candidate's sums are stale: it takes no part
+        # (divisions only where known: NaN elsewhere, and no 0/0 to silence)
+        self._mse = np.divide(sqsum, wsum, out=np.full(wsum.shape, np.nan), where=known)
+        self._mae = np.divide(absum, wsum, out=np.full(wsum.shape, np.nan), where=known)
+        # (the rolling errors are finite or NaN: fmin skips the NaN, a row of NaN gives inf)
+        best = np.fmin.reduce(self._mae, axis=1, initial=np.inf)
+        self._bound = (WINSOR * best)[:, None]
+        self._neg_bound = -self._bound
+        mse = self._mse[:k, :-1]
+        inv = np.where(np.isfinite(mse), 1.0 / np.maximum(mse, 1e-12), 0.0)
+        # blend only the models within BLEND_RATIO of the best rolling error: a fixed top-k
+        # flickers between near-equal members, a bad model only adds noise
+        best_inv = inv.max(axis=1, keepdims=True)
+        inv = np.where(inv * BLEND_RATIO >= best_inv, inv, 0.0)
+        total = inv.sum(axis=1, keepdims=True)
+        self._weights = np.where(total > 0, inv / np.where(total > 0, total, 1.0), 1.0 / inv.shape[1]).T.copy()
         scores = np.where(np.isfinite(self._mse[:k]), self._mse[:k], np.inf)
         default = self.names.index("lag_regression") if "lag_regression" in self.names else len(self.names) - 1
         best_single = np.argmin(scores[:, :-1], axis=1)
@@ -315,6 +339,7 @@ class AutoForecaster(OnlineForecaster):
         prefer_single = single < (1 - SINGLE_MARGIN) * blend
         choice = np.where(prefer_single, best_single, len(self.names) - 1)
         self._choice = np.where(np.isfinite(scores).any(axis=1), choice, default)
+        self._uniform_choice = int(self._choice[0]) if bool((self._choice == self._choice[0]).all()) else -1
         self._choice_cols = np.arange(k)
         self.chosen_by_horizon = [self.names[i] for i in self._choice]
         if self._choice[0] == len(self.names) - 1:  # name the blend's members, e.g. blend:lag_regression+sarimax
@@ -359,11 +384,15 @@ class AutoForecaster(OnlineForecaster):
         full[n_all, :k] = np.einsum("ck,ck->k", self._weights[:, :k], full[:n_all, :k])
         if steps > k:  # beyond the tracked horizons: the mean of the awake candidates
             full[n_all, k:] = full[[i for i, _ in self._awake], k:].mean(axis=0)
-        targets = self.hist.next_index + self._cols[:k]
-        rows = targets % self._rows
-        self._pred[rows, self._cols[:k], :] = full[:, :k].T
-        self._target[rows, self._cols[:k]] = targets
-        mean = full[self._choice[:k], self._choice_cols[:k]]
+        first = self.hist.next_index
+        row = first % self._rows
+        file_diagonal(self._pred, row, full[:, :k].T)  # (filed by target slot: see ``file_diagonal``)
+        file_diagonal(self._target, row, first + self._cols[:k])
+        uniform = getattr(self, "_uniform_choice", -1)  # (absent on a model pickled before it existed)
+        if uniform >= 0:  # one column for every horizon (often the blend): a row, not a gather
+            mean = full[uniform, :k].copy()
+        else:
+            mean = full[self._choice[:k], self._choice_cols[:k]]
         if steps > k:
             mean = np.concatenate((mean, full[n_all, k:]))
         return mean

@@ -51,6 +51,8 @@ class Dormancy:
     def wake_due(self, sums: np.ndarray, bias_acc: np.ndarray, pred: np.ndarray) -> bool:
         """At the start of a selection: wake the candidates whose sleep is over. True if any woke."""
         self.selections += 1
+        if not self.asleep.any():  # (the usual case: nobody to wake)
+            return False
         due = [i for i in range(self.n) if self.asleep[i] and self.selections >= self.wake_at[i]]
         for i in due:
             self._wake(i, sums, bias_acc, pred)
@@ -76,12 +78,11 @@ class Dormancy:
         """Put to sleep the candidates clearly out for ``after`` selections. ``mse``: (horizons, 2 n + 1) with sleeping
         columns masked (NaN); ``weights``: (2 n, horizons) blend weights; ``choice``: column per horizon. True if any slept."""
         n = self.n
-        best = np.min(np.where(np.isfinite(mse), mse, np.inf), axis=1)
+        best = np.fmin.reduce(mse, axis=1, initial=np.inf)  # (finite or NaN: a row of NaN gives inf)
         own = np.fmin(mse[:, :n], mse[:, n : 2 * n])  # each candidate's better column (raw or twin)
         # only once every horizon has errors: an unscored horizon falls back on a default column or equal weights
         tracked = np.isfinite(best)
-        with np.errstate(invalid="ignore"):
-            out = (own > RATIO * best[:, None]).all(axis=0) if tracked.all() else np.zeros(n, dtype=bool)
+        out = (own > RATIO * best[:, None]).all(axis=0) if tracked.all() else np.zeros(n, dtype=bool)  # (NaN compares False)
         used = (weights[:n] > 0).any(axis=1) | (weights[n : 2 * n] > 0).any(axis=1)
         chosen = np.zeros(2 * n + 1, dtype=bool)
         chosen[choice] = True

@@ -42,6 +42,7 @@ class FourierForecaster(OnlineForecaster):
         self._phi = 0.0
         self._last_resid = np.zeros(0)
         self._table: np.ndarray | None = None
+        self._wrapped: tuple[np.ndarray, np.ndarray] | None = None  # see ``_curve_from_last``
         self._phi_pow: np.ndarray = np.ones(1)
         self._offsets_cache = np.arange(0, 2)
 
@@ -97,12 +98,32 @@ class FourierForecaster(OnlineForecaster):
         if period is not None and self.t0 is not None:
             self._table = self.curve(np.arange(period))  # curve() computes directly while _table is None
 
+    def _curve_from_last(self, steps: int) -> np.ndarray:
+        """The curve at slots last, last + 1, ..., last + steps.
+
+        Where the curve is a table (seasons on the grid) this is a slice of the table followed by its own
+        beginning again (``_wrapped``, rebuilt when the table or the steps asked for outgrow it): the same
+        table entries as ``curve`` of those slots, without the index arithmetic and gather per forecast.
+        """
+        table = self._table
+        if table is None:
+            return self.curve(self._steps_index(steps))
+        wrapped = getattr(self, "_wrapped", None)  # (absent on a model pickled before it existed)
+        period = table.shape[0]
+        if wrapped is None or wrapped[0] is not table or wrapped[1].shape[0] < period + steps + 1:
+            width = max(steps + 1, 2 * (wrapped[1].shape[0] - period) if wrapped is not None and wrapped[0] is table else 0)
+            wrapped = self._wrapped = (table, np.concatenate((table, np.resize(table, width))))
+        start = (self.hist.next_index - 1) % period
+        result: np.ndarray = wrapped[1][start : start + steps + 1]
+        return result
+
     def _predict(self, steps: int) -> np.ndarray:
-        idx = self._steps_index(steps)
-        curve = self.curve(idx)
+        curve = self._curve_from_last(steps)
         if not self.correct_level:
-            return curve[1:]
-        if self._phi_pow.shape[0] != steps or self._phi_pow[0] != self._phi:
-            self._phi_pow = self._phi ** np.arange(1, steps + 1)
+            return curve[1:].copy()  # (a view of the wrapped table otherwise: the caller may write to its forecast)
+        if self._phi_pow.shape[0] < steps or self._phi_pow[0] != self._phi:
+            # phi^h per h: computed for the longest forecast so far and sliced (gappy series change steps every call)
+            grown = 2 * self._phi_pow.shape[0] if self._phi_pow[0] == self._phi else 0
+            self._phi_pow = self._phi ** np.arange(1, max(steps, grown) + 1)
         r = self.hist.filled[self.hist.end - 1] - curve[0]
-        return curve[1:] + r * self._phi_pow
+        return curve[1:] + r * self._phi_pow[:steps]

@@ -84,7 +84,7 @@ class HoltWinters(OnlineForecaster):
             return
         index = self.hist.next_index - 1
         m = self.m
-        s_old = self.season[index % m] if m else 0.0
+        s_old = float(self.season[index % m]) if m else 0.0  # (a Python float: numpy scalar arithmetic costs more)
         prev_level, prev_trend = self.level, self.trend
         if math.isnan(y):
             self.level = prev_level + self.phi * prev_trend
@@ -96,13 +96,18 @@ class HoltWinters(OnlineForecaster):
             self.season[index % m] = self.gamma * (y - prev_level - self.phi * prev_trend) + (1 - self.gamma) * s_old
 
     def _predict(self, steps: int) -> np.ndarray:
-        if self._damp.shape[0] != steps or self._damp_phi != self.phi:
-            self._hs = np.arange(1, steps + 1)
+        # the damped sums per horizon depend on h and phi only: computed for the longest forecast so far and
+        # sliced (a gappy series asks for a different number of steps at every call)
+        if self._damp.shape[0] < steps or self._damp_phi != self.phi:
+            size = max(steps, 2 * self._damp.shape[0] if self._damp_phi == self.phi else steps)
+            self._hs = np.arange(1, size + 1)
             self._damp = self._hs.astype(float) if self.phi == 1.0 else self.phi * (1 - self.phi**self._hs) / (1 - self.phi)
             self._damp_phi = self.phi
-        hs = self._hs
-        mean = self.level + self._damp * self.trend
+        mean = self.level + self._damp[:steps] * self.trend
         if self.m:
-            last = self.hist.next_index - 1
-            mean = mean + self.season[(last + hs) % self.m]
+            start = self.hist.next_index % self.m  # the season slot of the first step ahead
+            if start + steps <= self.m:  # the usual case: the steps ahead do not wrap around the season
+                mean += self.season[start : start + steps]
+            else:
+                mean += self.season[(start + self._hs[:steps] - 1) % self.m]
         return mean

@@ -38,6 +38,7 @@ MEAN_WINDOWS = (4, 16, 64)
 PRIORITY_WEIGHT, OTHER_WEIGHT = 1.0, 6.0
 MAX_TRAIN_ROWS = 12000
 MAX_HORIZON_MODELS = 64
+CALENDAR_HEADROOM = 512  # slots of calendar terms computed ahead (see ``_calendar``)
 
 
 class LagRegression(OnlineForecaster):
@@ -66,6 +67,7 @@ class LagRegression(OnlineForecaster):
         self._coef_all = np.zeros((0, 0))
         self._cal_period: int | None = None
         self._cal_cache: tuple[int, np.ndarray, tuple[object, ...]] | None = None  # see ``_calendar``
+        self._period_terms_cache: tuple[tuple[object, ...], np.ndarray] | None = None  # see ``_period_terms``
 
     # ------------------------------------------------------------ features
     def _recent_matrix(self, filled: np.ndarray, origins: np.ndarray) -> np.ndarray:
@@ -113,7 +115,7 @@ class LagRegression(OnlineForecaster):
         self._intercept = np.zeros(0)
         self._train_upto(self.max_horizon)
 
-    def _train_upto(self, horizons: int) -> None:
+    def _train_upto(self, horizons: int, *, batched: bool = True) -> None:
         """Train the direct models of horizons ``_trained + 1``..``horizons`` on the current history.
 
         The horizons already trained keep their coefficients until the next scheduled refit
@@ -121,15 +123,17 @@ class LagRegression(OnlineForecaster):
         series makes the next row many slots ahead) only adds models, so its cost is that of
         the new horizons, not of all of them again.
 
-        Per horizon this is the textbook recipe (standardise the design, ridge on the centred
-        data, unscale the coefficients) arranged to cost less: the calendar terms of every
-        target slot are computed once and sliced per horizon (they depend on the target slot
-        only), the design is filled in place, and the standardised Gram matrix is scaled from
-        the centred design's instead of standardising a copy and centring it again. Same
-        estimator; the coefficients agree with the plain recipe to rounding (tested).
-        scikit-learn's Ridge is not used for the solves: it validates and copies its input on
-        every call (milliseconds), and a refit solves one small (p ~ 30) system per horizon;
-        RidgeCV still picks alpha at the first fit.
+        Per horizon the estimator is the textbook recipe (standardise the design, ridge on the
+        centred data, unscale the coefficients); what differs is how the design's moments are
+        obtained. ``batched`` (the default) gets every horizon's Gram matrix from tables shared by
+        all horizons and solves them in one batched call (see ``_batched_fits``: a few times
+        cheaper than building each horizon's design, which made a gap that grows the horizons to
+        40-64 cost tens of ms); ``batched=False`` builds each design and multiplies it out (the
+        reference the tests compare against; also used for the first horizon of the first fit,
+        whose explicit design RidgeCV needs to pick alpha). The coefficients
+        agree to rounding (tested). scikit-learn's Ridge is not used for the solves: it
+        validates and copies its input on every call (milliseconds), and a refit solves one
+        small (p ~ 30) system per horizon; RidgeCV still picks alpha at the first fit.
         """
         horizons = min(horizons, MAX_HORIZON_MODELS)
         first = self._trained + 1
@@ -154,43 +158,51 @@ class LagRegression(OnlineForecaster):
         intercepts: list[float] = self._intercept.tolist()
         known = ~np.isnan(raw)
         o_first = int(origins_all[0]) if origins_all.size else 0  # (origins_all is consecutive: targets are a slice)
-        for h, offs in enumerate(offsets[first - 1 :], first):
-            usable = max(origins_all.size - (h - 1), 0)
-            keep = np.flatnonzero(known[o_first + h : o_first + h + usable])  # rows whose target is known
-            if keep.size < 10:
-                rows_recent.append(np.eye(1, k_rec, 0)[0])
-                rows_season.append(np.zeros(offs.size))
-                rows_cal.append(np.zeros(k_cal))
-                intercepts.append(0.0)
-                continue
-            origins = keep + o_first
-            targets = origins + h
+        todo = list(range(first, horizons + 1))
+        fits: dict[int, tuple[np.ndarray, float]] = {}
+        # (alpha is chosen by RidgeCV on the first horizon's explicit design: until then the reference way)
+        batch_due = batched and origins_all.size > 0 and bool(np.isfinite(filled).all())
+        for h in todo:
+            if batch_due and self.alpha is not None:
+                fits = self._batched_fits(todo[todo.index(h) :], filled, raw, known, o_first, recent_all, cal_all, k_rec, k_cal, scale_w)
+                batch_due = False
+            offs = offsets[h - 1]
             k_rel = k_rec + offs.size
-            design = np.empty((keep.size, k_rel + k_cal))
-            # everything relative to the last value: the ridge then shrinks towards "no change"
-            # (the random walk) instead of towards the training mean, which is what survives a level shift
-            level = filled[origins]
-            design[:, :k_rec] = recent_all[keep]
-            if offs.size:
-                design[:, k_rec:k_rel] = filled[targets[:, None] - offs[None, :]]
-            design[:, :k_rel] -= level[:, None]
-            if k_cal:
-                design[:, k_rel:] = cal_all[keep + (h - 1)]
-            y = raw[targets] - level
-            mu = design.mean(axis=0)
-            design -= mu  # centred in place
-            gram = design.T @ design
-            sd = np.sqrt(np.diag(gram) / keep.size)
-            sd[sd < 1e-12] = 1.0
-            col = scale_w / sd  # standardise, then rank the penalties (see the module docstring)
-            y_mean = float(y.mean())
-            yc = y - y_mean
-            if self.alpha is None:
-                self.alpha = float(RidgeCV(alphas=np.logspace(-2, 4, 13)).fit(design * col, y).alpha_)
-            gram *= col[:, None] * col[None, :]
-            gram[np.diag_indices_from(gram)] += self.alpha
-            beta = np.linalg.solve(gram, (design.T @ yc) * col) * col
-            b0 = y_mean - float(np.dot(beta, mu))
+            if h in fits:
+                beta, b0 = fits[h]
+            else:
+                usable = max(origins_all.size - (h - 1), 0)
+                keep = np.flatnonzero(known[o_first + h : o_first + h + usable])  # rows whose target is known
+                count = keep.size
+                if count < 10:
+                    rows_recent.append(np.eye(1, k_rec, 0)[0])
+                    rows_season.append(np.zeros(offs.size))
+                    rows_cal.append(np.zeros(k_cal))
+                    intercepts.append(0.0)
+                    continue
+                origins = keep + o_first
+                targets = origins + h
+                design = np.empty((keep.size, k_rel + k_cal))
+                # everything relative to the last value: the ridge then shrinks towards "no change"
+                # (the random walk) instead of towards the training mean, which is what survives a level shift
+                level = filled[origins]
+                design[:, :k_rec] = recent_all[keep]
+                if offs.size:
+                    design[:, k_rec:k_rel] = filled[targets[:, None] - offs[None, :]]
+                design[:, :k_rel] -= level[:, None]
+                if k_cal:
+                    design[:, k_rel:] = cal_all[keep + (h - 1)]
+                y = raw[targets] - level
+                mu = design.mean(axis=0)
+                design -= mu  # centred in place
+                gram = design.T @ design
+                y_mean = float(y.mean())
+                xty = design.T @ (y - y_mean)
+                if self.alpha is None:
+                    sd = np.sqrt(np.diag(gram) / count)
+                    sd[sd < 1e-12] = 1.0
+                    self.alpha = float(RidgeCV(alphas=np.logspace(-2, 4, 13)).fit(design * (scale_w / sd), y).alpha_)
+                beta, b0 = self._ridge(gram, xty, mu, y_mean, count, scale_w)
             # fold the level back: it enters as lag 0 with weight 1 - (sum of the relative coefficients)
             beta_recent = beta[:k_rec].copy()
             beta_recent[0] += 1.0 - float(beta[:k_rel].sum())
@@ -204,7 +216,150 @@ class LagRegression(OnlineForecaster):
         self._intercept = np.array(intercepts)
         self._season_offsets = np.vstack(offsets)
         self._trained = horizons
-        self._prepare_prediction()
+        self._prepare_prediction(kept=first - 1)
+
+    def _ridge(self, gram: np.ndarray, xty: np.ndarray, mu: np.ndarray, y_mean: float, count: int, scale_w: np.ndarray) -> tuple[np.ndarray, float]:
+        """Ridge coefficients and intercept from the centred design's Gram matrix ``gram`` and ``xty`` (its
+        product with the centred target): standardise, rank the penalties (see the module docstring), solve, unscale."""
+        assert self.alpha is not None
+        diag = np.maximum(np.diag(gram), 0.0)  # (>= 0 in exact arithmetic; the batched sums can round below)
+        sd = np.sqrt(diag / count)
+        sd[sd < 1e-12] = 1.0
+        col = scale_w / sd
+        gram = gram * (col[:, None] * col[None, :])
+        gram.flat[:: gram.shape[0] + 1] += self.alpha  # (the diagonal)
+        beta = np.linalg.solve(gram, xty * col) * col
+        return beta, y_mean - float(np.dot(beta, mu))
+
+    def _ridge_many(
+        self, gram: np.ndarray, xty: np.ndarray, mu: np.ndarray, y_mean: np.ndarray, count: np.ndarray, scale_w: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``_ridge`` for a stack of horizons at once (one batched solve): the same steps on (horizons, p, p) arrays."""
+        assert self.alpha is not None
+        diag = np.maximum(np.diagonal(gram, axis1=1, axis2=2), 0.0)
+        sd = np.sqrt(diag / count[:, None])
+        sd[sd < 1e-12] = 1.0
+        col = scale_w / sd
+        scaled = gram * (col[:, :, None] * col[:, None, :])
+        index = np.arange(scaled.shape[1])
+        scaled[:, index, index] += self.alpha
+        beta = np.linalg.solve(scaled, (xty * col)[:, :, None])[:, :, 0] * col
+        return beta, y_mean - np.einsum("hp,hp->h", beta, mu)
+
+    def _batched_fits(
+        self,
+        hs: list[int],
+        filled: np.ndarray,
+        raw: np.ndarray,
+        known: np.ndarray,
+        o_first: int,
+        recent_all: np.ndarray,
+        cal_all: np.ndarray,
+        k_rec: int,
+        k_cal: int,
+        scale_w: np.ndarray,
+    ) -> dict[int, tuple[np.ndarray, float]]:
+        """Per horizon h in ``hs`` with at least 10 rows: its ridge (coefficients, intercept), without building its design.
+
+        Why: a row of horizon h's design (and its target) is the sum of a part that depends on the origin o only
+        (the recent lags, y[t - m], minus the level y[o]) and a part that depends on the target slot T = o + h
+        only (the seasonal lags at the target's phase, the calendar terms, y[T]): z = A u(o) + B v(T), with A and B
+        fixed 0/1 maps. So Sum z z' over the rows of h is A (Sum u u') A' + B (Sum v v') B' + the cross terms: Sum u u'
+        and Sum u v' are products of the per-origin table (~9 columns) at the origins of h's known targets with the
+        per-target table (~30 columns), and Sum v v' runs over the known T >= o_first + h, a suffix kept up to date by
+        a rank-one update per horizon. That is ~9 x 40 products per row instead of the ~36 x 36 of the design's own
+        Gram matrix, and no design is built. Centring is applied to the sums afterwards (Gram - N mu mu'), and the
+        ridges of a group of horizons are solved together (``_ridge_many``). Values are taken relative to the last
+        value of the history (every column is a difference of values or a calendar term, so this changes nothing
+        exactly) to keep the cancellation in the uncentred sums small. The target-relative seasonal offsets change
+        only when h crosses a multiple of a season: horizons are processed in groups with the same offsets.
+        """
+        c = float(filled[-1])
+        f = filled - c
+        r = raw - c
+        n = f.shape[0]
+        n_orig = recent_all.shape[0]  # origins o_first .. o_first + n_orig - 1 == n - 2
+        level = filled[o_first : o_first + n_orig]
+        u_cols = [recent_all - level[:, None], -(level - c)[:, None]]
+        u_cols += [(filled[o_first - m : o_first - m + n_orig] - level)[:, None] for m, _ in self._seasons]
+        big_u = np.hstack(u_cols)
+        q_u = big_u.shape[1]
+        groups: dict[tuple[int, ...], list[int]] = {}
+        layouts: dict[int, list[tuple[str, int]]] = {}
+        for h in hs:
+            layout: list[tuple[str, int]] = []  # per seasonal column: ("S", target offset) or ("Z", season index)
+            for s_i, (m, two) in enumerate(self._seasons):
+                back = m * math.ceil((h + 1) / m)
+                layout += [("S", back + 1), ("S", back), ("S", back - 1)]
+                if two:
+                    layout.append(("S", back + m))
+                layout.append(("Z", s_i))
+            layouts[h] = layout
+            groups.setdefault(tuple(off for kind, off in layout if kind == "S"), []).append(h)
+        out: dict[int, tuple[np.ndarray, float]] = {}
+        for s_offs, members in groups.items():
+            layout = layouts[members[0]]
+            k_s = len(layout)
+            p = k_rec + k_s + k_cal
+            n_sv = len(s_offs)
+            q_v = n_sv + k_cal + 1
+            # the 0/1 maps from u and v onto the design columns (recent | seasonal | calendar) and the target
+            a_map = np.zeros((p + 1, q_u))
+            b_map = np.zeros((p + 1, q_v))
+            a_map[np.arange(k_rec), np.arange(k_rec)] = 1.0
+            s_j = 0
+            for j, (kind, val) in enumerate(layout):
+                if kind == "S":
+                    a_map[k_rec + j, k_rec] = 1.0  # minus the level
+                    b_map[k_rec + j, s_j] = 1.0
+                    s_j += 1
+                else:
+                    a_map[k_rec + j, k_rec + 1 + val] = 1.0
+            b_map[k_rec + k_s + np.arange(k_cal), n_sv + np.arange(k_cal)] = 1.0
+            a_map[p, k_rec] = 1.0
+            b_map[p, q_v - 1] = 1.0
+            lo = o_first + min(members)
+            targets = lo + np.flatnonzero(known[lo:n])  # the known target slots any horizon of the group uses
+            v_cols = [f[targets - off][:, None] for off in s_offs]
+            if k_cal:
+                v_cols.append(cal_all[targets - o_first - 1])
+            v_cols.append(r[targets, None])
+            v_cols.append(np.ones((targets.size, 1)))  # (its sums are the row counts and the plain sums of u and v)
+            big_v = np.hstack(v_cols)
+            svv = np.zeros((q_v + 1, q_v + 1))
+            done = targets.size  # rows of ``big_v`` already in the suffix sums
+            kept: list[int] = []
+            counts, guus, guvs, svvs = [], [], [], []
+            for h in sorted(members, reverse=True):
+                i0 = int(np.searchsorted(targets, o_first + h))  # horizon h's targets: T >= o_first + h
+                if i0 < done:  # the targets this horizon adds to the suffix (a row or two)
+                    svv += big_v[i0:done].T @ big_v[i0:done]
+                    done = i0
+                count = targets.size - i0
+                if count < 10:
+                    continue
+                rows_u = big_u[targets[i0:] - h - o_first]  # the origins of those targets
+                kept.append(h)
+                counts.append(float(count))
+                guus.append(rows_u.T @ rows_u)
+                guvs.append(rows_u.T @ big_v[i0:])
+                svvs.append(svv.copy())
+            if not kept:
+                continue
+            # the rest for every horizon of the group at once (stacked): assemble the design's sums, centre them
+            cnt = np.array(counts)
+            guu_s, guv_s, svv_s = np.array(guus), np.array(guvs), np.array(svvs)
+            cross = a_map @ guv_s[:, :, :-1] @ b_map.T
+            g = a_map @ guu_s @ a_map.T + b_map @ svv_s[:, :-1, :-1] @ b_map.T + cross + cross.transpose(0, 2, 1)
+            sums = guv_s[:, :, -1] @ a_map.T + svv_s[:, -1, :-1] @ b_map.T  # (horizons, p + 1)
+            mu = sums[:, :p] / cnt[:, None]
+            y_mean = sums[:, p] / cnt
+            gram = g[:, :p, :p] - cnt[:, None, None] * (mu[:, :, None] * mu[:, None, :])
+            xty = g[:, :p, p] - cnt[:, None] * mu * y_mean[:, None]
+            beta, b0 = self._ridge_many(gram, xty, mu, y_mean, cnt, scale_w)
+            for j, h in enumerate(kept):
+                out[h] = (beta[j], float(b0[j]))
+        return out
 
     def _calendar(self, first: int, count: int) -> np.ndarray:
         """``fourier_terms`` of the absolute slots first..first+count-1, computed once per slot.
@@ -223,16 +378,19 @@ class LagRegression(OnlineForecaster):
             have = terms[first - start :]
             if have.shape[0] >= count:
                 return have[:count]
-            slots = first + np.arange(have.shape[0], count)
+            # (computed some slots past the request: the next calls, a few slots later, then find them here
+            # instead of copying the whole block to append a few rows; future slots' terms are known)
+            slots = first + np.arange(have.shape[0], count + CALENDAR_HEADROOM)
             terms = np.vstack((have, fourier_terms(np.asarray(self.slot_time(slots)), self._cal_periods, self._cal_harmonics)))
         else:
-            slots = first + np.arange(count)
+            slots = first + np.arange(count + CALENDAR_HEADROOM)
             terms = fourier_terms(np.asarray(self.slot_time(slots)), self._cal_periods, self._cal_harmonics)
         self._cal_cache = (first, terms, key)
-        return terms
+        return terms[:count]
 
-    def _prepare_prediction(self) -> None:
-        """Fold coefficients so that a forecast is one gather, one row-wise dot product and one table row."""
+    def _prepare_prediction(self, kept: int = 0) -> None:
+        """Fold coefficients so that a forecast is one gather, one row-wise dot product and one table row
+        (``kept``: the first ``kept`` horizons' coefficients are those of the previous call)."""
         window = MEAN_WINDOWS[-1]
         select = np.zeros((RECENT_LAGS + len(MEAN_WINDOWS), window))
         for j in range(RECENT_LAGS):
@@ -247,18 +405,41 @@ class LagRegression(OnlineForecaster):
         recent_rel = np.broadcast_to(np.arange(1 - window, 1), (self._trained, window))
         self._rel_all = np.hstack((recent_rel, self._season_rel))  # positions relative to the last slot
         self._coef_all = np.hstack((self._recent_weights, self._coef_season))
+        old_table, old_period, old_skew = self._cal_table, self._cal_period, self._cal_skew
         self._cal_table, self._cal_period, self._cal_skew = None, None, None
         if self._cal_periods:
             period = period_slots(self._cal_periods, self.step)
             if period is not None and period * self._trained <= 2_000_000:
-                times = np.asarray(self.slot_time(np.arange(period)))
-                terms = fourier_terms(times, self._cal_periods, self._cal_harmonics)  # (period, k)
-                self._cal_table = self._coef_cal @ terms.T  # (horizon, period)
+                terms_t = self._period_terms(period)  # (k, period)
+                ks = self._ks
+                if kept and old_table is not None and old_skew is not None and old_period == period and old_table.shape[0] == kept:
+                    # horizons added to the trained ones (a gap asked for a longer forecast): their rows only,
+                    # the rows of the horizons kept are the ones computed before from the same coefficients
+                    new_rows = self._coef_cal[kept:] @ terms_t
+                    self._cal_table = np.vstack((old_table, new_rows))
+                    ks = ks[kept:]
+                    phase = (np.arange(period)[:, None] + ks[None, :]) % period
+                    self._cal_skew = np.hstack((old_skew, new_rows[ks[None, :] - kept, phase]))
+                else:
+                    self._cal_table = self._coef_cal @ terms_t  # (horizon, period)
+                    # skewed: row c holds horizon h's term at phase c + h, so a forecast made at phase c
+                    # reads one contiguous row instead of gathering a diagonal
+                    phase = (np.arange(period)[:, None] + ks[None, :]) % period
+                    self._cal_skew = self._cal_table[ks[None, :], phase]  # (period, horizon)
                 self._cal_period = period
-                # skewed: row c holds horizon h's term at phase c + h, so a forecast made at phase c
-                # reads one contiguous row instead of gathering a diagonal
-                phase = (np.arange(period)[:, None] + self._ks[None, :]) % period
-                self._cal_skew = self._cal_table[self._ks[None, :], phase]  # (period, horizon)
+
+    def _period_terms(self, period: int) -> np.ndarray:
+        """The calendar terms of one common cycle of slots, transposed (k, period); cached: they depend on the
+        grid and the calendar periods only, and recomputing sines for every slot of a week at each refit or
+        horizon growth cost more than the rest of ``_prepare_prediction``."""
+        key = (period, tuple(self._cal_periods), tuple(self._cal_harmonics), self.t0, self.step)
+        cached = getattr(self, "_period_terms_cache", None)  # (absent on a model pickled before it existed)
+        if cached is None or cached[0] != key:
+            times = np.asarray(self.slot_time(np.arange(period)))
+            terms_t = np.ascontiguousarray(fourier_terms(times, self._cal_periods, self._cal_harmonics).T)
+            cached = self._period_terms_cache = (key, terms_t)
+        result: np.ndarray = cached[1]
+        return result
 
     # ------------------------------------------------------------ prediction
     def _predict(self, steps: int) -> np.ndarray:

@@ -158,10 +158,7 @@ class OnlineForecaster:
             mean = np.maximum(mean, 0.0)
         if self.calibrate:
             self.calib.record(self.hist.next_index - 1, mean)
-        lower, upper = self.calib.interval(mean, quantile, nonnegative=self.nonnegative)
-        if self.nonnegative:
-            np.maximum(lower, 0.0, out=lower)  # (fresh arrays from ``interval``: clipped in place)
-            np.maximum(upper, 0.0, out=upper)
+        lower, upper = self.calib.interval(mean, quantile, nonnegative=self.nonnegative)  # (clipped at 0 if nonnegative)
         return Forecast(mean, lower, upper, quantile)
 
     @property

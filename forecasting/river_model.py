@@ -50,6 +50,7 @@ class RiverForecaster(OnlineForecaster):
         self._range = np.arange(0)
         self._skew: tuple[np.ndarray, np.ndarray] | None = None  # see ``_skewed_phase``
         self._window_range: tuple[object, int, float, float] | None = None  # (history, next_index, min, max)
+        self._affine_cache: tuple[dict[str, float], float] | None = None  # see ``_predict``
 
     def _new_model(self) -> preprocessing.TargetStandardScaler:
         return preprocessing.TargetStandardScaler(
@@ -79,6 +80,17 @@ class RiverForecaster(OnlineForecaster):
     def _seasons(self) -> list[int]:
         return [m for m in self.usable_seasons(min_cycles=1.0) if m > MEAN_WINDOW]
 
+    def _seasons_before(self, pos: int) -> list[int]:
+        """``_seasons()`` whose lag ``pos - m`` lies in the history. Once the history is longer than the longest
+        season that is every season (the usual case: a fixed list, not two list comprehensions per call)."""
+        longest = self.all_seasons[-1] if self.all_seasons else 0
+        if pos >= longest and self.hist.end > longest:
+            every = self.__dict__.get("_every_season")
+            if every is None:
+                every = self._every_season = [m for m in self.all_seasons if m > MEAN_WINDOW]
+            return list(every)
+        return [m for m in self._seasons() if pos >= m]
+
     def _fit_model(self) -> None:
         if self._fitted:
             return  # an online model: it keeps learning; nothing to refit
@@ -89,13 +101,15 @@ class RiverForecaster(OnlineForecaster):
         for pos in range(start, self.hist.end):
             if not math.isnan(raw[pos]):
                 _learn_one(self._model, self._features(pos, filled.item, seasons, filled), float(raw[pos]))
+        self._affine_cache = None
 
     def _update(self, y: float) -> None:
         pos = self.hist.end - 1
         if math.isnan(y) or pos < MEAN_WINDOW:
             return
-        seasons = [m for m in self._seasons() if pos >= m]
-        _learn_one(self._model, self._features(pos, self.hist.filled.item, seasons, self.hist.filled), y)
+        seasons = self._seasons_before(pos)
+        # (the prediction map comes out of the learning step: see ``_predict``)
+        self._affine_cache = _learn_one(self._model, self._features(pos, self.hist.filled.item, seasons, self.hist.filled), y)
 
     def _affine(self) -> tuple[dict[str, float], float]:
         """The pipeline's current prediction as one affine map of the raw features: (coefficients, constant).
@@ -205,8 +219,11 @@ class RiverForecaster(OnlineForecaster):
         filled = self.hist.filled
         if end <= MEAN_WINDOW:
             return np.full(steps, filled[end - 1])
-        seasons = [m for m in self._seasons() if end - m >= 0]
-        coef, const = self._affine()
+        seasons = self._seasons_before(end)
+        # the map the last learning step left (computed there, from the numbers it had at hand), else read back;
+        # every change to the model goes through ``_update`` or ``_fit_model``, which set or clear it
+        cached = self.__dict__.get("_affine_cache")  # (absent on a model pickled before it existed)
+        coef, const = cached if cached is not None else self._affine()
         c1, c2, c3 = (coef.get(name, 0.0) for _, name in LAG_NAMES)  # RECENT == 3
         c_mean = coef.get("mean", 0.0) / MEAN_WINDOW
         c_season = [(m, coef.get(_season_name(m), 0.0)) for m in seasons]
@@ -289,7 +306,7 @@ class RiverForecaster(OnlineForecaster):
         filled = self.hist.filled
         if end <= MEAN_WINDOW:
             return np.full(steps, filled[end - 1])
-        seasons = [m for m in self._seasons() if end - m >= 0]
+        seasons = self._seasons_before(end)
         out = np.empty(steps)
 
         def value_at(pos: int) -> float:
@@ -320,7 +337,7 @@ def _linear_recursion(taps: np.ndarray, history: np.ndarray, inputs: np.ndarray)
     return result if np.isfinite(result).all() else None
 
 
-def _learn_one(model: preprocessing.TargetStandardScaler, x: dict[str, float], y: float) -> None:
+def _learn_one(model: preprocessing.TargetStandardScaler, x: dict[str, float], y: float) -> tuple[dict[str, float], float] | None:
     """``model.learn_one(x, y)`` for the pipeline of ``RiverForecaster._new_model``, on river's own state.
 
     Why: river's ``learn_one`` through TargetStandardScaler -> Pipeline -> StandardScaler ->
@@ -332,6 +349,9 @@ def _learn_one(model: preprocessing.TargetStandardScaler, x: dict[str, float], y
     optimizer's iteration count. The weights it leaves are river's bit for bit (tested against
     ``model.learn_one``); ``_affine`` and ``predict_one`` read them as before. Only for this
     pipeline: any other river model must go through its own ``learn_one``.
+
+    Returns the updated pipeline's prediction map (``RiverForecaster._affine``'s result, the same numbers),
+    or None where its feature set or order differs from the stored weights' (then ``_affine`` is the way).
     """
     # TargetStandardScaler: update the target's running variance (river's Var / Mean with weight 1) ...
     var = model.var
@@ -350,6 +370,8 @@ def _learn_one(model: preprocessing.TargetStandardScaler, x: dict[str, float], y
     # StandardScaler (unsupervised, learns before it transforms): Welford per feature, then standardise
     counts, means, variances = scaler.counts, scaler.means, scaler.vars
     xs: dict[str, float] = {}
+    ms: list[float] = []
+    vs: list[float] = []
     for i, xi in x.items():
         c = counts[i] + 1
         counts[i] = c
@@ -358,6 +380,8 @@ def _learn_one(model: preprocessing.TargetStandardScaler, x: dict[str, float], y
         means[i] = m
         v = variances[i] + ((xi - old) * (xi - m) - variances[i]) / c
         variances[i] = v
+        ms.append(m)
+        vs.append(v)
         xs[i] = (xi - m) / v**0.5 if v else 0.0
     # LinearRegression: squared-loss gradient at the current weights (absent features start at 0)
     stored = linear._weights
@@ -376,3 +400,16 @@ def _learn_one(model: preprocessing.TargetStandardScaler, x: dict[str, float], y
         weights[i] -= rate * (gradient * xi + l2 * weights[i] if l2 else gradient * xi)
     stored.update(weights)
     optimizer.n_iterations += 1
+    if list(stored.to_dict()) != list(weights):  # a feature learned before is absent now, or in another order
+        return None
+    # the prediction map of the updated pipeline, as ``RiverForecaster._affine`` computes it (same numbers in the
+    # same order: its loop runs over the stored weights, which are these): the means, variances and target
+    # spread are at hand here, which saves reading them back from river's objects at every forecast
+    coef: dict[str, float] = {}
+    const = float(linear.intercept)
+    for (i, w), v, m in zip(weights.items(), vs, ms, strict=True):
+        if v:  # river maps a constant feature to 0
+            sd_i = v**0.5
+            coef[i] = sd * w / sd_i
+            const -= w * m / sd_i
+    return coef, mean_new + sd * const

@@ -21,6 +21,7 @@ import math
 import warnings
 
 import numpy as np
+from scipy.signal import lfilter, lfiltic
 from statsmodels.tsa.statespace.sarimax import SARIMAX
 
 from careplane.forecasting.fourier import FourierForecaster
@@ -28,6 +29,7 @@ from careplane.forecasting.online import OnlineForecaster
 
 ARMA_ROWS = 1200
 ORDER = (2, 0, 1)
+RUN_FILTER_MIN = 16  # known residuals in a row from which ``_restart_recursion`` filters them in scipy
 
 
 class HarmonicSarimax(FourierForecaster):
@@ -43,6 +45,7 @@ class HarmonicSarimax(FourierForecaster):
         self._e: list[float] = [0.0] * ORDER[2]  # last innovations, newest first
         self._resp = np.zeros((0, ORDER[0] + ORDER[2]))
         self._resp_params: np.ndarray | None = None
+        self._params_float: tuple[np.ndarray, np.ndarray, list[float], list[float]] | None = None  # see ``_one_step``
 
     def _fit_model(self) -> None:
         self._fit_curve()
@@ -72,11 +75,33 @@ class HarmonicSarimax(FourierForecaster):
         self._restart_recursion(resid)
 
     def _restart_recursion(self, resid: np.ndarray) -> None:
-        """Innovations over the recent residuals give the recursion its starting state."""
+        """Innovations over the recent residuals give the recursion its starting state.
+
+        The recursion is ``_step`` once per residual; a run of known residuals is that same recursion as a linear
+        filter (innovations e = B(z) / A(z) r with B = 1 - ar z, A = 1 + ma z), which scipy's lfilter runs in C
+        from the state before the run: 500 Python steps were most of a refit's cost. Unknown residuals (and
+        short runs) take the Python step. Equal to the step-by-step recursion to rounding (tested).
+        """
         self._r = [0.0] * ORDER[0]
         self._e = [0.0] * ORDER[2]
-        for value in resid[-500:]:
-            self._step(float(value))
+        values = np.asarray(resid[-500:], dtype=float)
+        finite = np.isfinite(values)
+        b = np.concatenate(([1.0], -np.asarray(self.ar, dtype=float)))
+        a = np.concatenate(([1.0], np.asarray(self.ma, dtype=float)))
+        breaks = [*np.flatnonzero(~finite).tolist(), values.shape[0]]
+        i = 0
+        for stop in breaks:  # a known run values[i:stop], then the unknown residual at ``stop``
+            if stop - i >= RUN_FILTER_MIN:
+                run = values[i:stop]
+                e, _ = lfilter(b, a, run, zi=lfiltic(b, a, self._e, self._r))
+                self._r = (run[::-1][: ORDER[0]].tolist() + self._r)[: ORDER[0]]
+                self._e = (e[::-1][: ORDER[2]].tolist() + self._e)[: ORDER[2]]
+            else:
+                for value in values[i:stop].tolist():
+                    self._step(value)
+            if stop < values.shape[0]:
+                self._step(math.nan)
+            i = stop + 1
 
     def _residuals(self, rows: int) -> np.ndarray:
         raw = self.hist.raw_view()
@@ -85,7 +110,13 @@ class HarmonicSarimax(FourierForecaster):
         return raw[start:] - self.curve(self.hist.offset + np.arange(start, n))
 
     def _one_step(self) -> float:
-        return float(sum(a * r for a, r in zip(self.ar, self._r, strict=True)) + sum(b * e for b, e in zip(self.ma, self._e, strict=True)))
+        # the parameters as Python floats (cached per parameter array): arithmetic on numpy scalars costs several
+        # times more, and this runs once per sample and 500 times per refit (the same IEEE products and sums)
+        cached = getattr(self, "_params_float", None)  # (absent on a model pickled before it existed)
+        if cached is None or cached[0] is not self.ar or cached[1] is not self.ma:
+            cached = self._params_float = (self.ar, self.ma, self.ar.tolist(), self.ma.tolist())
+        ar, ma = cached[2], cached[3]
+        return float(sum(a * r for a, r in zip(ar, self._r, strict=True)) + sum(b * e for b, e in zip(ma, self._e, strict=True)))
 
     def _step(self, r: float) -> None:
         pred = self._one_step()
@@ -129,9 +160,12 @@ class HarmonicSarimax(FourierForecaster):
 
     def _predict(self, steps: int) -> np.ndarray:
         if self._resp.shape[0] < steps or self._resp_params is not self.ar:
-            self._resp = self._response(max(steps, self.max_horizon))
+            # at least doubling (row h depends on h and the parameters only): a gappy series asks for a few more
+            # steps at a time, and rebuilding the response at every new maximum cost more than the forecasts
+            grown = 2 * self._resp.shape[0] if self._resp_params is self.ar else 0
+            self._resp = self._response(max(steps, grown, self.max_horizon))
             self._resp_params = self.ar
-        curve = self.curve(self._steps_index(steps)[1:])
+        curve = self._curve_from_last(steps)[1:]
         return curve + self._resp[:steps] @ np.array(self._r + self._e)
 
 

@@ -1,4 +1,5 @@
-"""Locust drill `retry-storm`: Clients retry a brief error burst in a tight loop: an anomalous 5x spike that must not blow up replicas.
+"""Locust drill `retry-storm`: A brief error burst, then the devices retry in a tight loop: an anomalous 5x spike that
+must not blow up replicas (the errors came first; in an overload the demand does).
 
 Run: `locust -f loadtests/retry_storm.py --headless --host http://127.0.0.1:PORT` (or `careplane drill retry-storm`).
 """

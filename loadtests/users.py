@@ -1,12 +1,14 @@
 """Locust users, one class per demo workload, each with a realistic request mix.
 
-Every user paces itself (Poisson arrivals) so that its class together offers
-the active scenario's demand curve for its workload: a class of N users aims
-at ``rate(t) / units_per_request / N`` requests per second each. That is an
-open-loop arrival process as long as latency stays below the pacing interval
-(it turns closed-loop, like real clients waiting on a saturated service, when
-it does not), and it lets one Locust process drive several workloads with
-different curves, which a plain user-count LoadTestShape cannot.
+Every user paces itself (Poisson arrivals, thinned to the curve: see
+``scenarios.thinned_arrival``) so that its class together offers the active
+scenario's demand curve for its workload: a class of N users aims at
+``rate(t) / units_per_request / N`` requests per second each. That is an
+open-loop arrival process as long as each user is free when its next arrival
+comes (the pools are sized so that holds up to the route timeout, see
+``shapes.ScenarioShape.concurrency_seconds``), and it lets one Locust process
+drive several workloads with different curves, which a plain user-count
+LoadTestShape cannot.
 
 Hosts: ``--host`` sets every class's host (Locust's rule). In the sandbox each
 workload has its own port, so ``CAREPLANE_HOSTS`` (JSON ``{workload: url}``)
@@ -32,6 +34,7 @@ from locust.contrib.fasthttp import FastHttpUser
 HOSTS: dict[str, str] = json.loads(os.environ.get("CAREPLANE_HOSTS", "{}") or "{}")
 REQUEST_WEIGHT = float(os.environ.get("CAREPLANE_REQUEST_WEIGHT", "1"))
 CATCH_UP_SECONDS = 20.0
+_RNG = random.Random()  # the arrival process's draws (one per Locust process)
 LOINC = ("8867-4", "8480-6", "8462-4", "59408-5", "8310-5", "9279-1")  # heart rate, BP, SpO2, temperature, resp. rate
 
 
@@ -53,7 +56,7 @@ class PacedUser(FastHttpUser):
         if own:
             self.host = own  # instance attribute: wins over the class host that --host sets
         super().__init__(environment)
-        self._next = time.monotonic()
+        self._next = time.time()
 
     def on_start(self) -> None:
         # Start at a random point of the pacing cycle: a pool spawned at once must not fire one burst.
@@ -66,16 +69,20 @@ class PacedUser(FastHttpUser):
         return cls.batch_mean or REQUEST_WEIGHT
 
     def wait_time(self) -> float:
-        rate = shapes.current_rate(self.workload) / self.units_per_request()
         users = max(1, shapes.pool_size(type(self)))
-        if rate <= 0:
-            self._next = time.monotonic() + 1.0
+        per_request = self.units_per_request() * users  # units/s of the curve -> this user's requests/s
+        peak = shapes.peak_rate(self.workload) / per_request
+        now = time.time()
+        if peak <= 0:
+            self._next = now + 1.0
             return 1.0
         # A user that fell behind (a late wake-up on a busy machine, a slow response) catches up on the
         # arrivals it owes, up to CATCH_UP_SECONDS: the offered rate must not sag with the generator's
         # CPU. With 1 s, late wake-ups on two loaded cores cost 10-15 % of the demand (measured).
-        self._next = max(self._next, time.monotonic() - CATCH_UP_SECONDS) + random.expovariate(rate / users)
-        return max(0.0, self._next - time.monotonic())
+        after = max(self._next, now - CATCH_UP_SECONDS)
+        self._next = scenarios.thinned_arrival(
+            after, lambda t: shapes.rate_at(self.workload, t) / per_request, peak * 1.001, _RNG)
+        return max(0.0, self._next - now)
 
 
 class FhirApiUser(PacedUser):

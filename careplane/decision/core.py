@@ -49,6 +49,8 @@ def decide(
         weights=(tuple(sorted(routing.weights.items())) if active and routing.weights is not None else state.weights),
         consecutive_5xx_errors=breaker.consecutive_5xx_errors if active else state.consecutive_5xx_errors,
         metrics_missing_since=replicas.metrics_missing_since,
+        errors_since=replicas.errors_since,
+        errors_before_demand=replicas.errors_before_demand,
         last_decision_time=now,
     )
     explanation = Explanation(

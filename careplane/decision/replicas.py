@@ -31,16 +31,43 @@ Terms (each a replica count; the highest wins and names the reason):
 * ``schedule`` – the highest floor of the active cron windows.
 * ``min`` – the policy's minimum.
 
-An anomalous demand spike with healthy latency and errors is not chased
-blindly: no panic and no extra headroom, only current demand at full capacity
-(the spike is served, not extrapolated).
+Anomalous demand (careplane.anomaly) is classified before the terms are built
+(:func:`classify_spike`):
+
+* a *benign* spike – latency and errors healthy – is not chased blindly: no
+  panic, no calibrated reactive bound, no headroom; current demand at full
+  capacity and the forecast (learned before the spike) still count, so the
+  spike is served, not extrapolated. Without a latency
+  measurement, health must come from somewhere else: the reading must fit
+  within ``targetUtilization`` of the ready capacity (perReplicaCapacity is
+  by definition what a replica serves within its SLO). Why: a saturated
+  workload's throughput reads as its capacity, so "served at full capacity"
+  would hold the replicas where they are for as long as the surge lasts
+  (measured in the sandbox's device-storm drill: the second burst of a
+  vitals service without a latency SLO never got a scale decision, its p95
+  at 4.7 s).
+* a suspected *retry storm* – a demand anomaly during an error episode (errors
+  above the SLO, an error anomaly or a failing routing backend) that began
+  while demand was still ordinary: errors first, then the demand they provoke;
+  an overload shows the other order – is handled like a benign spike even
+  when saturated: more replicas would only feed the loop, and the circuit
+  breaker, tightened by the same errors, sheds it. The episode is remembered
+  in the decision state (``errors_since``), not read from the anomaly
+  detectors alone: an error-rate detector learns for hundreds of samples
+  before it may fire, and an SLO breach is evidence from the first one.
+  Failure mode, by design: an overload whose demand anomaly fires a decision
+  later than its errors is served at full capacity, not chased, until the
+  error episode ends.
+* anything else is real demand and goes through every term.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from enum import StrEnum
 
+from careplane.decision.breaker import active_signals, failing_backends
 from careplane.decision.schedules import schedule_floor
 from careplane.decision.state import DecisionState
 from careplane.decision.types import Observations
@@ -63,6 +90,8 @@ class ReplicaDecision:
     recommendations: tuple[tuple[float, int], ...]
     panic_until: float | None
     metrics_missing_since: float | None
+    errors_since: float | None = None
+    errors_before_demand: bool = False
 
 
 def demand_known(demand: float | None) -> bool:
@@ -70,22 +99,73 @@ def demand_known(demand: float | None) -> bool:
     return demand is not None and math.isfinite(demand) and demand >= 0
 
 
-def demand_spike_is_benign(obs: Observations, policy: ScalingPolicySpec) -> bool:
-    """An active demand anomaly while latency and errors are healthy (or unmeasured)."""
-    anomaly = obs.anomaly
-    if anomaly is None or not anomaly.active or anomaly.signal != "demand" or not policy.anomaly.enabled:
-        return False
+class Spike(StrEnum):
+    """How the replica decision treats anomalous demand (see the module docstring)."""
+
+    BENIGN = "benign"
+    RETRY_STORM = "retry-storm"
+
+
+def errors_elevated(policy: ScalingPolicySpec, obs: Observations) -> bool | None:
+    """Whether the service is erroring now: errors above the SLO, an error anomaly, a failing routing backend.
+
+    None when that is unknown (the error rate is declared but missing, and nothing else says so). Latency does
+    not count: a surge's queueing shows in latency as soon as in the demand reading (a rate over a minute), and
+    a timeout a client retries is an error (504) too.
+    """
+    if policy.anomaly.enabled and any(s == "errors" or s.startswith("backend:") for s in active_signals(obs.anomaly)):
+        return True
+    if failing_backends(policy, obs):
+        return True
     slo = policy.slo
+    if slo is None or slo.maxErrorRate is None:
+        return False
+    if obs.error_rate is None or not math.isfinite(obs.error_rate):
+        return None if slo.errorRateQuery else False
+    return obs.error_rate > slo.maxErrorRate
+
+
+def demand_anomalous(policy: ScalingPolicySpec, obs: Observations) -> bool:
+    return policy.anomaly.enabled and "demand" in active_signals(obs.anomaly)
+
+
+def error_episode(
+    policy: ScalingPolicySpec, obs: Observations, state: DecisionState, now: float
+) -> tuple[float | None, bool]:
+    """(since when the service has been erroring, whether demand was ordinary then); (None, False) if it is not."""
+    elevated = errors_elevated(policy, obs)
+    if elevated is None:  # unknown: the episode neither starts nor ends on a gap
+        return state.errors_since, state.errors_before_demand
+    if not elevated:
+        return None, False
+    if state.errors_since is not None:
+        return state.errors_since, state.errors_before_demand
+    return now, not demand_anomalous(policy, obs)
+
+
+def classify_spike(
+    obs: Observations, policy: ScalingPolicySpec, ready: int | None, errors_before_demand: bool
+) -> Spike | None:
+    """``BENIGN`` or ``RETRY_STORM`` for anomalous demand that is served but not chased; None: real demand."""
+    if not demand_anomalous(policy, obs):
+        return None
+    if errors_before_demand:
+        return Spike.RETRY_STORM
+    slo = policy.slo
+    latency_known = slo is not None and slo.latencyTargetSeconds is not None and obs.latency_seconds is not None
     if slo is not None:
-        if (
-            slo.latencyTargetSeconds is not None
-            and obs.latency_seconds is not None
-            and obs.latency_seconds > slo.latencyTargetSeconds
-        ):
-            return False
+        if latency_known and obs.latency_seconds > slo.latencyTargetSeconds:  # type: ignore[operator]
+            return None
         if slo.maxErrorRate is not None and obs.error_rate is not None and obs.error_rate > slo.maxErrorRate:
-            return False
-    return True
+            return None
+    if not latency_known:
+        # no latency evidence: the reading must fit the ready capacity at targetUtilization
+        if ready is None or obs.demand is None:
+            return None
+        demand = policy.demand
+        if obs.demand > ready * demand.perReplicaCapacity * demand.targetUtilization:
+            return None
+    return Spike.BENIGN
 
 
 def _ceil(x: float) -> int:
@@ -104,6 +184,7 @@ def decide_replicas(
     if which is not None:
         terms["schedule"] = float(floor)
 
+    errors_since, errors_before_demand = error_episode(policy, obs, state, now)
     window = float(bounds.scaleDownStabilizationSeconds)
     recs = tuple((t, r) for t, r in state.recommendations if now - window < t <= now)
     panic_until = state.panic_until if state.panic_until is not None and state.panic_until > now else None
@@ -119,16 +200,20 @@ def decide_replicas(
             reason, why = "hold", "demand unavailable: holding the current replicas"
         if candidate is None:
             # nothing known at all: leave the target alone rather than guess (never zero)
-            return ReplicaDecision(None, "hold", why + " (current replicas unknown)", terms, False, recs, panic_until, missing_since)
+            return ReplicaDecision(None, "hold", why + " (current replicas unknown)", terms, False, recs, panic_until,
+                                  missing_since, errors_since, errors_before_demand)
         if which is not None and floor > candidate:
             candidate, reason = floor, "schedule"
         final, reason = _limit(policy, candidate, current, reason, stabilise=False, recs=recs, now=now)
-        return ReplicaDecision(final, reason, why, terms, False, recs, panic_until, missing_since)
+        return ReplicaDecision(final, reason, why, terms, False, recs, panic_until, missing_since, errors_since,
+                               errors_before_demand)
 
     demand = float(obs.demand)  # type: ignore[arg-type]
     capacity = policy.demand.perReplicaCapacity
     target = policy.demand.targetUtilization
-    benign_spike = demand_spike_is_benign(obs, policy)
+    ready = obs.ready_replicas if obs.ready_replicas is not None else current
+    spike = classify_spike(obs, policy, ready, errors_before_demand)
+    benign_spike = spike is not None
     forecast = obs.forecast if policy.forecast.enabled else None
     notes: list[str] = []
 
@@ -168,15 +253,17 @@ def decide_replicas(
         if forecast is not None:
             triggered = demand > PANIC_RATIO * max(forecast.upper, capacity * 1e-3)
         else:
-            ready = obs.ready_replicas if obs.ready_replicas is not None else current
             triggered = ready is not None and demand / (capacity * target) >= PANIC_RATIO * max(ready, 1)
         if triggered:
             panic_until = now + PANIC_WINDOW_SECONDS
     if panic_until is not None:
         terms["panic"] = float(_ceil(demand / (capacity * target)))
         notes.append("panic mode: no scale-down")
-    if benign_spike:
+    if spike is Spike.BENIGN:
         notes.append("anomalous demand with healthy latency/errors: served, not extrapolated")
+    elif spike is Spike.RETRY_STORM:
+        notes.append("anomalous demand after errors that began while demand was ordinary (a retry storm?): "
+                     "served, not chased; the circuit breaker sheds it")
 
     reason = max(terms, key=lambda k: (terms[k], _PRIORITY[k]))
     candidate = int(terms[reason])
@@ -185,7 +272,8 @@ def decide_replicas(
         candidate, reason = current, "panic"
     final, reason = _limit(policy, candidate, current, reason, stabilise=True, recs=recs, now=now)
     why = _sentence(reason, final, demand, forecast.upper if forecast is not None else None, notes)
-    return ReplicaDecision(final, reason, why, terms, True, recs, panic_until, None)
+    return ReplicaDecision(final, reason, why, terms, True, recs, panic_until, None, errors_since,
+                           errors_before_demand)
 
 
 # ties go to the more specific term

@@ -33,6 +33,10 @@ class DecisionState:
     consecutive_5xx_errors: int | None = None
     # when demand metrics went missing (None: they are available)
     metrics_missing_since: float | None = None
+    # when the service's errors rose above its SLO or turned anomalous (None: they are not), and whether demand
+    # was still ordinary then: errors first, then a demand anomaly, is the shape of a retry storm
+    errors_since: float | None = None
+    errors_before_demand: bool = False
     last_decision_time: float | None = None
     version: int = field(default=STATE_VERSION)
 
@@ -54,6 +58,8 @@ class DecisionState:
             "weights": None if self.weights is None else {name: w for name, w in self.weights},
             "consecutive5xxErrors": self.consecutive_5xx_errors,
             "metricsMissingSince": self.metrics_missing_since,
+            "errorsSince": self.errors_since,
+            "errorsBeforeDemand": self.errors_before_demand,
             "lastDecisionTime": self.last_decision_time,
         }
 
@@ -76,6 +82,8 @@ class DecisionState:
                 weights=weights,
                 consecutive_5xx_errors=_opt_int(data.get("consecutive5xxErrors")),
                 metrics_missing_since=_opt_float(data.get("metricsMissingSince")),
+                errors_since=_opt_float(data.get("errorsSince")),
+                errors_before_demand=bool(data.get("errorsBeforeDemand", False)),
                 last_decision_time=_opt_float(data.get("lastDecisionTime")),
             )
         except (TypeError, ValueError):

@@ -78,6 +78,64 @@ def test_a_benign_demand_spike_is_served_but_not_chased() -> None:
     assert actions.replicas == 20 and why.reason == "panic"  # latency suffers: chase it
 
 
+def anomalous(*signals: str) -> AnomalySummary:
+    """An anomaly summary with these signals active."""
+    return AnomalySummary(score=0.999, active=True, signal=signals[0], since=T0,
+                          signal_scores=dict.fromkeys(signals, 0.999), active_signals=tuple(sorted(signals)))
+
+
+def test_without_a_latency_measurement_a_saturating_spike_is_real_demand() -> None:
+    """No latency SLO (vitals ingestion): health is judged by the reading against the ready capacity."""
+    errors_only = spec(criticality="critical", slo={"maxErrorRate": 0.01, "errorRateQuery": "e"})
+    spike = anomalous("demand")
+    # 20 req/s on 5 ready replicas of 10 at targetUtilization 0.5 = 25: fits, so served at full capacity
+    # (2 replicas) without the critical headroom (4)
+    within = obs(20.0, anomaly=spike, error_rate=0.0)
+    actions, _, why = decide(errors_only, within, DecisionState.initial(), T0)
+    assert actions.replicas == 2 and "not extrapolated" in why.message
+    # a saturated service reads its capacity (50 req/s): holding "current demand at full capacity" would
+    # hold the replicas for the whole surge; beyond targetUtilization it is scaled as real demand
+    saturated = obs(50.0, forecast=fc(60.0), anomaly=spike, error_rate=0.0)
+    actions, _, why = decide(errors_only, saturated, DecisionState.initial(), T0)
+    assert actions.replicas == 10 and why.reason == "reactive" and "not extrapolated" not in why.message
+
+
+def test_a_spike_that_follows_errors_is_a_retry_storm_and_is_not_chased() -> None:
+    """Errors first (above the SLO while demand is ordinary), then anomalous demand: served at full capacity,
+    not chased; the other order is an overload, and is."""
+    policy = spec(criticality="critical", slo={"maxErrorRate": 0.01, "errorRateQuery": "e"})
+    _, state, _ = decide(policy, obs(20.0, error_rate=0.2), DecisionState.initial(), T0)
+    assert state.errors_since == T0 and state.errors_before_demand
+    state = DecisionState.from_dict(state.to_dict())  # the episode survives an operator restart
+    actions, state, why = decide(policy, obs(50.0, anomaly=anomalous("demand"), error_rate=0.02), state, T0 + 15)
+    assert actions.replicas == 5 and "panic" not in why.terms and "retry storm" in why.message
+    assert state.errors_since == T0  # the episode goes on
+    # once the errors are over, the same demand is real demand again (critical headroom: 50 / (10 x 0.5))
+    actions, state, why = decide(policy, obs(50.0, anomaly=anomalous("demand"), error_rate=0.0), state, T0 + 30)
+    assert actions.replicas == 10 and state.errors_since is None and "retry storm" not in why.message
+    # an error anomaly or a failing routing backend starts an episode too (no error-rate reading needed)
+    _, state, _ = decide(policy, obs(20.0, anomaly=anomalous("errors")), DecisionState.initial(), T0)
+    assert state.errors_before_demand
+    assert decide(policy, obs(50.0, anomaly=anomalous("demand", "errors")), state, T0 + 15)[0].replicas == 5
+    # an unknown error rate neither starts nor ends an episode
+    _, state, _ = decide(policy, obs(20.0, error_rate=0.2), DecisionState.initial(), T0)
+    _, gap, _ = decide(policy, obs(20.0, error_rate=None), state, T0 + 15)
+    assert gap.errors_since == T0 and gap.errors_before_demand
+
+
+def test_an_overload_that_causes_errors_is_chased() -> None:
+    policy = spec(criticality="critical", slo={"maxErrorRate": 0.01, "errorRateQuery": "e"})
+    _, state, _ = decide(policy, obs(50.0, anomaly=anomalous("demand"), error_rate=0.0), DecisionState.initial(), T0)
+    # demand first, then the errors it causes, even with both anomalies active in the same decision
+    actions, state, why = decide(policy, obs(50.0, anomaly=anomalous("demand", "errors"), error_rate=0.2),
+                                 state, T0 + 15)
+    assert state.errors_since == T0 + 15 and not state.errors_before_demand
+    assert actions.replicas == 10 and "retry storm" not in why.message
+    first, _, _ = decide(policy, obs(50.0, anomaly=anomalous("demand", "errors"), error_rate=0.2),
+                         DecisionState.initial(), T0)
+    assert first.replicas == 10  # both at once: not known to be errors first, so chased
+
+
 def test_scale_down_waits_for_the_stabilisation_window() -> None:
     policy = spec()
     _, state, _ = decide(policy, obs(90.0, current=9, forecast=fc(90.0)), DecisionState.initial(), T0)

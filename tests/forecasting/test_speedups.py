@@ -8,9 +8,10 @@ import math
 import numpy as np
 import pytest
 
-from careplane.forecasting import dormancy, intervals, river_model
+from careplane.forecasting import dormancy, intervals, lag_regression, river_model
 from careplane.forecasting.auto import AutoForecaster
 from careplane.forecasting.features import fourier_terms
+from careplane.forecasting.fourier import FourierForecaster
 from careplane.forecasting.holt_winters import HoltWinters
 from careplane.forecasting.intervals import ResidualCalibrator
 from careplane.forecasting.lag_regression import LagRegression
@@ -339,10 +340,14 @@ def test_stable_argsort_shortcut_orders_ties_like_the_stable_sort() -> None:
     np.testing.assert_array_equal(order[finite], expect[finite])  # (the order of the +inf slots is free)
 
 
-def test_lag_regression_calendar_cache_trains_the_same_coefficients() -> None:
+@pytest.mark.parametrize("headroom", [0, lag_regression.CALENDAR_HEADROOM])
+def test_lag_regression_calendar_cache_trains_the_same_coefficients(monkeypatch: pytest.MonkeyPatch, headroom: int) -> None:
     """Growing the horizons a few samples apart reuses the calendar terms of the previous call (only new slots
-    are computed) and trains exactly what a model computing them afresh trains."""
+    are computed, or none where the headroom computed ahead covers them) and trains exactly what a model
+    computing them afresh trains."""
+    monkeypatch.setattr(lag_regression, "CALENDAR_HEADROOM", headroom)
     cached = _fitted_lag_regression(3)
+    reused = 0
     fresh = copy.deepcopy(cached)
     times, values = seasonal_counts(24 * 7 * 4 + 30, seed=5)
     for steps, row in ((6, 24 * 7 * 4 + 2), (14, 24 * 7 * 4 + 9), (30, 24 * 7 * 4 + 20)):
@@ -355,11 +360,15 @@ def test_lag_regression_calendar_cache_trains_the_same_coefficients() -> None:
         fresh._cal_cache = None
         a, b = cached._predict(steps), fresh._predict(steps)
         after = cached._cal_cache
-        assert after is not None and after[0] + after[1].shape[0] > before[0] + before[1].shape[0]  # extended
+        assert after is not None
+        if headroom == 0:
+            assert after[0] + after[1].shape[0] > before[0] + before[1].shape[0]  # extended
+        reused += after[1] is before[1]  # (served from the terms computed ahead)
         np.testing.assert_array_equal(a, b)
         for name in ("_coef_recent", "_coef_season", "_coef_cal", "_intercept"):
             np.testing.assert_array_equal(getattr(cached, name), getattr(fresh, name))
     assert cached._trained == fresh._trained >= 30
+    assert reused == (0 if headroom == 0 else 3)
 
 
 def test_error_memory_flush_skips_only_horizons_without_errors() -> None:
@@ -392,3 +401,188 @@ def test_error_memory_flush_skips_only_horizons_without_errors() -> None:
     np.testing.assert_allclose(model._sums, sums, rtol=1e-13)
     assert np.array_equal(model._sums[:, 4:], initial[:, 4:])  # (left alone, not multiplied by 1 and added 0)
     assert not np.array_equal(model._sums[:, :4], initial[:, :4])
+
+
+def test_lag_regression_batched_training_equals_the_per_horizon_designs() -> None:
+    """Every horizon's ridge from the shared per-origin / per-target sums equals the one from its own design, also
+    past a multiple of the daily season (another group of seasonal offsets) and with gaps in the targets."""
+    times, values = seasonal_counts(24 * 7 * 6, seed=12)
+    values[300:340] = np.nan
+    values[np.random.default_rng(0).random(values.size) < 0.2] = np.nan  # scattered unknown targets
+    batched = LagRegression(step_seconds=HOUR, max_horizon=2, calibrate=False)
+    batched.fit(times, values)
+    plain = copy.deepcopy(batched)
+    batched._train_upto(40)
+    plain._train_upto(40, batched=False)
+    assert batched._trained == plain._trained == 40
+    assert len({tuple(batched._offsets(h)[:3]) for h in range(1, 41)}) > 1  # horizons 24+ read another cycle back
+    for name in ("_coef_recent", "_coef_season", "_coef_cal", "_intercept"):
+        np.testing.assert_allclose(getattr(batched, name), getattr(plain, name), rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(batched._cal_skew, plain._cal_skew, rtol=1e-7, atol=1e-9)  # (extended, not rebuilt)
+    np.testing.assert_allclose(batched._predict(40), plain._predict(40), rtol=1e-9)
+
+
+def test_sarimax_restart_filters_runs_like_the_step_by_step_recursion() -> None:
+    """The innovation recursion over the residuals at a refit, run through lfilter for runs of known residuals
+    (gaps and short runs step by step), leaves the state the per-residual recursion leaves."""
+    times, values = seasonal_counts(24 * 7 * 5, seed=13)
+    model = HarmonicSarimax(step_seconds=HOUR, max_horizon=3, calibrate=False)
+    model.fit(times, values)
+    model.ar, model.ma = np.array([0.55, 0.2]), np.array([-0.35])  # (whatever statsmodels estimated: fixed here)
+    rng = np.random.default_rng(14)
+    resid = rng.normal(0, 5, 700)
+    resid[[250, 251, 400, 420, 431, 690]] = np.nan  # gaps: runs long and short
+    model._restart_recursion(resid)
+    fast = (list(model._r), list(model._e))
+    model._r, model._e = [0.0, 0.0], [0.0]
+    for value in resid[-500:]:
+        model._step(float(value))
+    np.testing.assert_allclose(fast[0], model._r, rtol=1e-10)
+    np.testing.assert_allclose(fast[1], model._e, rtol=1e-10)
+
+
+@pytest.mark.parametrize("cls", [FourierForecaster, HarmonicSarimax])
+def test_curve_from_the_wrapped_table_equals_the_table_lookup(cls: type[FourierForecaster]) -> None:
+    """The periodic curve of the next steps read as one slice of the wrapped table equals ``curve`` of those
+    slots, across the end of the period and for forecasts longer than a period (the wrapped copy grows)."""
+    times, values = seasonal_counts(24 * 7 * 3, seed=15)
+    model = cls(step_seconds=HOUR, max_horizon=3, calibrate=False)
+    model.fit(times, values)
+    assert model._table is not None and model._table.shape[0] == 168
+    for i, steps in enumerate((3, 30, 200, 5, 400)):
+        model.learn_one(float((model.hist.next_index + 40 * i) * HOUR), 40.0)  # (gaps: phases all over the period)
+        expected = model.curve(model._steps_index(steps))
+        np.testing.assert_array_equal(model._curve_from_last(steps), expected)
+        if cls is FourierForecaster:  # and the level correction's phi^h, sliced from the longest so far
+            r = model.hist.filled[model.hist.end - 1] - expected[0]
+            np.testing.assert_array_equal(model._predict(steps), expected[1:] + r * model._phi ** np.arange(1, steps + 1))
+
+
+def test_holt_winters_sliced_season_and_damping_equal_the_gathered_ones() -> None:
+    """Forecasts from the season slice (or the wrapped gather) and the damped sums sliced from the longest
+    forecast so far equal the textbook formula, whatever the steps asked for."""
+    times, values = seasonal_counts(24 * 7 * 3, seed=16)
+    model = HoltWinters(step_seconds=HOUR, max_horizon=3, calibrate=False)
+    model.fit(times, values)
+    assert model.m == 24 and model.phi != 1.0
+    for i, steps in enumerate((3, 30, 5, 24, 1, 60, 7)):
+        model.learn_one(float(model.hist.next_index * HOUR), 35.0 + i)
+        hs = np.arange(1, steps + 1)
+        last = model.hist.next_index - 1
+        damp = model.phi * (1 - model.phi**hs) / (1 - model.phi)
+        expected = model.level + damp * model.trend + model.season[(last + hs) % model.m]
+        np.testing.assert_array_equal(model._predict(steps), expected)
+
+
+def test_stacked_interval_equals_the_bound_by_bound_one() -> None:
+    """Both bounds from the one stacked array equal mean + quantile x scale bound by bound (then clipped at 0
+    for a nonnegative series), including a forecast longer than any cached so far and a non-finite mean."""
+    cal = ResidualCalibrator(window=200, refresh_every=50, min_count=10)
+    cal.set_level(20.0, 1.0)
+    rng = np.random.default_rng(17)
+    for index in range(1, 400):
+        mean = rng.uniform(0.0, 40.0, 6)
+        cal.record(index - 1, mean)
+        cal.observe(index, float(rng.poisson(20)))
+        if index % 37 == 0:
+            for steps in (3, 6, 12):
+                m = rng.uniform(0.0, 40.0, steps)
+                m[steps // 2] = np.inf if index % 74 == 0 else m[steps // 2]
+                for nonnegative in (False, True):
+                    low, high = cal._quantiles(0.9, steps)
+                    s = cal.scale(m, nonnegative)
+                    with np.errstate(invalid="ignore"):
+                        exp_lower, exp_upper = m + low * s, m + high * s
+                        lower, upper = cal.interval(m, 0.9, nonnegative=nonnegative)
+                    bad = ~np.isfinite(exp_lower) | ~np.isfinite(exp_upper)
+                    exp_lower, exp_upper = np.where(bad, m, exp_lower), np.where(bad, m, exp_upper)
+                    if nonnegative:
+                        exp_lower, exp_upper = np.maximum(exp_lower, 0.0), np.maximum(exp_upper, 0.0)
+                    np.testing.assert_array_equal(lower, exp_lower)
+                    np.testing.assert_array_equal(upper, exp_upper)
+
+
+def test_sarimax_response_grown_ahead_gives_the_exact_length_forecast() -> None:
+    """The ARMA impulse response built for more steps than asked (doubling) forecasts what one built for
+    exactly the steps asked does."""
+    times, values = seasonal_counts(24 * 7 * 3, seed=18)
+    model = HarmonicSarimax(step_seconds=HOUR, max_horizon=3, calibrate=False)
+    model.fit(times, values)
+    model.ar, model.ma = np.array([0.5, 0.2]), np.array([-0.3])
+    for steps in (3, 7, 13, 5, 40):
+        fast = model._predict(steps)
+        assert model._resp.shape[0] >= steps
+        state = np.array(model._r + model._e)
+        np.testing.assert_array_equal(fast, model._curve_from_last(steps)[1:] + model._response(steps) @ state)
+
+
+def test_calibrator_masked_observe_stores_the_residuals_of_predictions_for() -> None:
+    """Forecasts of varying length (some horizons not forecast for a slot): the stored residual column is
+    (y - predictions_for(slot)) / scale, NaN where nothing was forecast, whichever path ``observe`` takes."""
+    cal = ResidualCalibrator(window=80, refresh_every=25, min_count=5)
+    cal.set_level(30.0, 1.0)
+    rng = np.random.default_rng(19)
+    paths = set()
+    for index in range(1, 300):
+        cal.record(index - 1, rng.uniform(5.0, 50.0, int(rng.choice([1, 2, 6, 9]))))
+        y = float(rng.poisson(30))
+        pred = cal.pending.predictions_for(index)
+        paths.add(bool(np.isnan(pred[: cal.pending.width]).any()))
+        with np.errstate(invalid="ignore"):
+            expected = (y - pred) / cal.scale(pred)
+        cal.observe(index, y)
+        column = cal.res[:, (cal.ptr - 1) % cal.window]
+        np.testing.assert_array_equal(column[: expected.shape[0]], expected)
+        assert np.isnan(column[expected.shape[0] :]).all()
+    assert paths == {True, False}  # both the fast and the masked path ran
+
+
+def test_river_seasons_shortcut_equals_the_usable_seasons_filter() -> None:
+    """The fixed list of every season (once the history is longer than the longest) is what the usable-seasons
+    filter gives, at every history length on the way there."""
+    times, values = seasonal_counts(24 * 7 * 2 + 40, seed=20)
+    model = RiverForecaster(step_seconds=HOUR, calibrate=False)
+    model.fit(times[:30], values[:30])
+    for i in range(30, len(values)):
+        model.learn_one(float(times[i]), float(values[i]))
+        end = model.hist.end
+        for pos in (end - 1, end):
+            assert model._seasons_before(pos) == [m for m in model._seasons() if pos >= m]
+    assert model._seasons_before(model.hist.end) == [24, 168]
+
+
+@pytest.mark.parametrize("shape", [(9, 8), (9, 8, 3)])
+def test_file_diagonal_writes_the_cells_fancy_indexing_writes(shape: tuple[int, ...]) -> None:
+    """One origin's forecasts filed by target slot with strided slices equal the fancy-indexed assignment,
+    with and without wrapping past the last row, for every length up to the table's width."""
+    rng = np.random.default_rng(21)
+    rows, width = shape[0], shape[1]
+    for first_row in range(rows):
+        for k in range(1, width + 1):
+            values = rng.normal(size=(k, *shape[2:]))
+            fast, plain = np.zeros(shape), np.zeros(shape)
+            intervals.file_diagonal(fast, first_row, values)
+            cols = np.arange(k)
+            plain[(first_row + cols) % rows, cols] = values
+            np.testing.assert_array_equal(fast, plain)
+
+
+def test_auto_uniform_choice_row_equals_the_per_horizon_gather() -> None:
+    """Where every horizon chose the same column, the forecast read as that row equals the per-horizon gather."""
+    times, values = seasonal_counts(24 * 7 * 3, seed=22)
+    model = AutoForecaster(step_seconds=HOUR, max_horizon=6)
+    model.fit(times[:300], values[:300])
+    uniform_seen = 0
+    model._select(model._h)
+    if model._uniform_choice < 0:  # (make the choice uniform: the blend at every horizon)
+        model._choice[:] = len(model.names) - 1
+        model._uniform_choice = len(model.names) - 1
+        model._since_select = -10**6  # (no reselection during the test)
+    for i in range(300, 420):
+        model.learn_one(float(times[i]), float(values[i]))
+        plain = copy.deepcopy(model)
+        fast_mean = model.forecast(6).mean
+        plain._uniform_choice = -1
+        np.testing.assert_array_equal(fast_mean, plain.forecast(6).mean)
+        uniform_seen += model._uniform_choice >= 0
+    assert uniform_seen > 0

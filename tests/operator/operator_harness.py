@@ -32,8 +32,29 @@ from careplane.operator.prometheus import PrometheusConfig, PrometheusReader
 from careplane.operator.reconcile import TickResult
 from careplane.operator.settings import OperatorConfig
 from careplane.operator.telemetry import Telemetry
+from careplane.sandbox.emulator import EmulatedCluster
+from careplane.sandbox.prometheus import LiveExporter
 
 PEERING_KIND = ("kopf.dev", "v1", "clusterkopfpeerings", "ClusterKopfPeering")
+
+# What the integration tests share: their namespace, the ScalingPolicy kind, and a demand gauge per service
+# that a LiveExporter serves to the real Prometheus (each test sets it and the operator reads it back).
+NS = "clinical"
+SP = ("careplane.io/v1alpha1", "ScalingPolicy")
+DEMAND = "careplane_test_demand"
+
+
+def q(service: str) -> str:
+    """The demand query of a test policy: its service's gauge."""
+    return f'sum({DEMAND}{{service="{service}"}})'
+
+
+def set_demand(exporter: LiveExporter, service: str, value: float | None, namespace: str = NS) -> None:
+    exporter.set_gauge(DEMAND, {"service": service, "namespace": namespace}, value)
+
+
+def replicas(cluster: EmulatedCluster, name: str) -> int:
+    return cluster.scale("apps/v1", "Deployment", name, NS)
 
 
 def fast_runtime(core: Any = None) -> Callable[[OperatorConfig, kubernetes.client.Configuration, Telemetry, str], Runtime]:

@@ -15,6 +15,9 @@ from typing import Any
 
 import pytest
 from operator_harness import (
+    DEMAND,
+    NS,
+    SP,
     OperatorProcess,
     clusterrole_permissions,
     condition,
@@ -22,29 +25,17 @@ from operator_harness import (
     install_peering,
     operator_calls,
     operator_config,
+    q,
+    replicas,
     scaling_policy,
+    set_demand,
 )
 
 from careplane.sandbox.emulator import EmulatedCluster
 from careplane.sandbox.prometheus import LiveExporter, PrometheusServer
 
 pytestmark = pytest.mark.integration
-NS = "clinical"
-SP = ("careplane.io/v1alpha1", "ScalingPolicy")
-DEMAND = "careplane_test_demand"
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
-
-
-def q(service: str) -> str:
-    return f'sum({DEMAND}{{service="{service}"}})'
-
-
-def set_demand(exporter: LiveExporter, service: str, value: float | None, namespace: str = NS) -> None:
-    exporter.set_gauge(DEMAND, {"service": service, "namespace": namespace}, value)
-
-
-def replicas(cluster: EmulatedCluster, name: str) -> int:
-    return cluster.scale("apps/v1", "Deployment", name, NS)
 
 
 def policy_obj(cluster: EmulatedCluster, name: str) -> dict[str, Any]:

@@ -6,13 +6,19 @@ import time
 
 import pytest
 from operator_harness import (
+    DEMAND,
+    NS,
+    SP,
     OperatorProcess,
     SlowProxy,
     condition,
     deployment,
     install_peering,
     operator_config,
+    q,
+    replicas,
     scaling_policy,
+    set_demand,
 )
 
 from careplane.operator import settings as cfg
@@ -20,21 +26,6 @@ from careplane.sandbox.emulator import EmulatedCluster
 from careplane.sandbox.prometheus import LiveExporter, PrometheusServer
 
 pytestmark = pytest.mark.integration
-NS = "clinical"
-SP = ("careplane.io/v1alpha1", "ScalingPolicy")
-DEMAND = "careplane_test_demand"
-
-
-def q(service: str) -> str:
-    return f'sum({DEMAND}{{service="{service}"}})'
-
-
-def set_demand(exporter: LiveExporter, service: str, value: float | None) -> None:
-    exporter.set_gauge(DEMAND, {"service": service, "namespace": NS}, value)
-
-
-def replicas(cluster: EmulatedCluster, name: str) -> int:
-    return cluster.scale("apps/v1", "Deployment", name, NS)
 
 
 def metrics_available(cluster: EmulatedCluster, name: str) -> dict[str, str]:

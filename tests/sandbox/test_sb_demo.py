@@ -117,6 +117,10 @@ def test_report_has_slo_summary_reactions_and_plots(shortened_demo: DemoRun) -> 
     fhir = next(s for s in report.summaries if s.workload == "fhir-api")
     total = sum((p.requests or 0) for p in fhir.phases.values())
     assert total > 0.5 * 60 * DEMO_SECONDS  # ~60 req/s baseline (counted with the sampling weight)
+    # fhir-api declares a latency SLO: every scored minute is scored against it too; vitals declares none
+    assert all(p.latency_minutes == p.minutes >= p.latency_compliant for p in fhir.phases.values())
+    vitals = next(s for s in report.summaries if s.workload == "vitals-ingestion")
+    assert vitals.latency_target is None and all(p.latency_minutes == 0 for p in vitals.phases.values())
     vacc = next(r for r in report.reactions if r.workload == "fhir-api")
     assert vacc.recurring and vacc.required_replicas == math.ceil(9 * 60 / 50)  # 9x the baseline, 50 req/s each
     # The reaction agrees with the cluster timeline: the most replicas asked for during the surge, and a

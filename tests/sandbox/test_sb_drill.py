@@ -44,6 +44,39 @@ def test_vaccination_campaign_is_a_step_at_a_known_time() -> None:
     assert retry.anomalous and not retry.recurring
 
 
+def test_paced_arrivals_follow_a_surge_at_once_by_thinning() -> None:
+    """A pool sized for the peak: each user sleeps until its next arrival. A burst that begins while they
+    sleep must reach the service at its rate from its first seconds (the device storm's 22 s bursts)."""
+    import random
+
+    base, peak, onset, end = 9.5, 57.0, 100.0, 122.0  # requests/s of vitals batches: 380 -> 2280 messages/s
+    curve = SC.step(base, peak, onset / 200.0, end / 200.0, rise=0.0)
+    users, rng = 570, random.Random(3)  # a pool open-loop up to a 10 s latency at the peak
+    arrivals: list[float] = []
+    for _ in range(users):
+        t = 0.0
+        while t < 200.0:
+            t = SC.thinned_arrival(t, lambda x: curve(x / 200.0) / users, peak / users, rng)
+            arrivals.append(t)
+    times = np.array(arrivals)
+
+    def rate(a: float, b: float) -> float:
+        return float(((times >= a) & (times < b)).sum()) / (b - a)
+
+    assert abs(rate(20.0, 100.0) - base) < 4 * math.sqrt(base / 80.0)  # Poisson: within 4 sigma of the curve
+    assert abs(rate(onset, onset + 5.0) - peak) < 4 * math.sqrt(peak / 5.0)  # at the peak from the first 5 s
+    assert abs(rate(end + 1.0, 200.0) - base) < 4 * math.sqrt(base / 77.0)
+    # the check has teeth: the old pacing (an interval drawn from the rate when the user fell asleep) lags
+    lagging: list[float] = []
+    for _ in range(users):
+        t = rng.expovariate(base / users)
+        while t < 200.0:
+            lagging.append(t)
+            t += rng.expovariate(curve(t / 200.0) / users)
+    old = np.array(lagging)
+    assert ((old >= onset) & (old < onset + 5.0)).sum() / 5.0 < 0.5 * peak
+
+
 def test_a_known_campaign_becomes_a_schedule_window_a_pod_startup_ahead_of_the_onset() -> None:
     """The SRE's lever for a campaign at a known time: a replica floor for its peak, opened early enough."""
     from careplane.decision.schedules import schedule_floor
