@@ -40,8 +40,11 @@ CACHE = ROOT / ".cache"
 
 HPA_TARGETS = (0.5, 0.6, 0.7, 0.8, 0.9)
 # The curve is convex, so the chord between two measured quantiles overstates violations
-# between them: the sweep is dense where the HPA's costs fall (0.9-0.99).
-QUANTILES = (0.5, 0.6, 0.8, 0.9, 0.93, 0.95, 0.97, 0.99)
+# between them: the sweep is dense where the HPA's costs fall (0.9-0.99). 0.94 and 0.98 close
+# the widest chords around HPA-0.7's and HPA-0.5's costs (NASA 0.93-0.95 spans 1.52-1.58x,
+# ELB 0.97-0.99 spans 1.77-2.14x; measured: the 0.94 point alone moves NASA's interpolated
+# violations at HPA-0.7's cost from 1.027% to 1.020%).
+QUANTILES = (0.5, 0.6, 0.8, 0.9, 0.93, 0.94, 0.95, 0.97, 0.98, 0.99)
 INTERVAL_SECONDS = 15  # the CRD default and the HPA's sync period
 HEADLINE_QUANTILE = 0.9
 PEAK_REPLICAS = 40

@@ -260,12 +260,14 @@ class AutoForecaster(OnlineForecaster):
         if m == 0:
             return
         self._batch_n = 0
-        ab = np.abs(self._batch[:m])  # (m, H, C)
-        clipped = np.minimum(ab, self._bound)
+        batch = self._batch[:m]  # (m, H, C)
+        known = np.isfinite(batch)
         a = self._decay
         sums = self._sums
-        h, c = ab.shape[1], ab.shape[2]
-        if math.isfinite(ab.sum()):  # every error known: the same decay everywhere
+        h, c = batch.shape[1], batch.shape[2]
+        if known.all():  # every error known: the same decay everywhere
+            ab = np.abs(batch)
+            clipped = np.minimum(ab, self._bound)
             weights, weight_sum = self._decay_weights(m)
             sums *= (1 - a) ** m
             sums[0] += weight_sum
@@ -274,18 +276,20 @@ class AutoForecaster(OnlineForecaster):
             sums[1] += np.dot(weights, clipped.reshape(m, h * c)).reshape(h, c)
             sums[2] += np.dot(weights, ab.reshape(m, h * c)).reshape(h, c)
             return
-        known = np.isfinite(ab)
         # horizons past the last one with a known error in the batch are left alone: every term there is
         # "unknown" (the update would multiply by 1 and add 0). On a gappy series auto tracks up to 64
-        # horizons while the usual forecast is a few steps, so this is most of the arrays.
+        # horizons while the usual forecast is a few steps, so this is most of the arrays: they are cut
+        # off before any arithmetic (the (m, 64, C) temporaries of the whole batch were ~250 kB each).
         by_horizon = known.any(axis=(0, 2))
         span = int(np.flatnonzero(by_horizon)[-1]) + 1 if by_horizon.any() else 0
         if span == 0:
             return
         if span < known.shape[1]:
-            ab, clipped, known, sums = ab[:, :span], clipped[:, :span], known[:, :span], sums[:, :span]
+            batch, known, sums = batch[:, :span], known[:, :span], sums[:, :span]
+        ab = np.abs(batch)
+        clipped = np.minimum(ab, self._bound[:span])
         keep = np.where(known, 1 - a, 1.0)
-        through = np.cumprod(keep[::-1], axis=0)[::-1]  # through[j] = prod_{l >= j} keep[l]
+        through = np.multiply.accumulate(keep[::-1], axis=0)[::-1]  # through[j] = prod_{l >= j} keep[l] (np.cumprod, unwrapped)
         after = np.concatenate((through[1:], np.ones((1, *keep.shape[1:]))))  # prod_{l > j}
         weights = np.where(known, a * after, 0.0)
         sums *= through[0]
@@ -372,7 +376,8 @@ class AutoForecaster(OnlineForecaster):
             full[i] = cand._predict(steps)
         w = self._bias_w[:k]
         # refreshed every step (unlike the weights): with a half-cycle memory a RESELECT-step lag would matter
-        if w.all():  # (weights are >= 0) the usual case, without the masked divide
+        if np.count_nonzero(w) == w.size:  # (weights are >= 0) the usual case, without the masked divide
+            # (count_nonzero, not ``w.all()``: the same test without the ~2 us of Python of ndarray.all)
             np.divide(self._bias_sum[:k], w, out=self._bias[:k])
         else:
             self._bias[:k] = np.divide(self._bias_sum[:k], w, out=np.zeros_like(w), where=w > 0)

@@ -108,6 +108,8 @@ class HoltWinters(OnlineForecaster):
             start = self.hist.next_index % self.m  # the season slot of the first step ahead
             if start + steps <= self.m:  # the usual case: the steps ahead do not wrap around the season
                 mean += self.season[start : start + steps]
+            elif steps <= self.m:  # wrapping once (a day ahead on hourly data): the two slices, joined
+                mean += np.concatenate((self.season[start:], self.season[: start + steps - self.m]))
             else:
                 mean += self.season[(start + self._hs[:steps] - 1) % self.m]
         return mean

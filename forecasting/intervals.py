@@ -47,9 +47,12 @@ def file_diagonal(table: np.ndarray, first_row: int, values: np.ndarray) -> None
     several times more, twice per forecast in ``auto`` and twice in the calibrator). Same cells, same values.
     ``values``: (k,) for a 2-D table, (k, C) for a 3-D one; k <= the table's width.
     """
+    k = values.shape[0]
+    if k == 1:  # one step ahead (hourly data forecast one slot at a time): one cell, plain indexing
+        table[first_row, 0] = values[0]
+        return
     rows, width = table.shape[0], table.shape[1]
     flat = table.reshape(rows * width, *table.shape[2:])  # (a view: the tables are allocated contiguous)
-    k = values.shape[0]
     head = min(k, rows - first_row)
     start = first_row * width
     flat[start : start + (head - 1) * (width + 1) + 1 : width + 1] = values[:head]
@@ -306,18 +309,42 @@ class ResidualCalibrator:
         """
         self._q_last = q
         stacked = self._stacked_bounds(q, len(mean))
+        if len(mean) == 1:  # one step ahead: the same arithmetic on Python floats (see ``_one_step_interval``)
+            one = self._one_step_interval(float(mean[0]), stacked, nonnegative)
+            if one is not None:
+                return one
         s = self.scale(mean, nonnegative)
         # not clamped around the mean: a biased model's interval shifts, which is what keeps coverage honest
         bounds = stacked * s
         bounds += mean
         # one reduction to rule out the usual case (a sum is finite only if no term is NaN or infinite)
-        if not math.isfinite(bounds.sum()):
+        if not math.isfinite(np.add.reduce(bounds, axis=None)):  # (ndarray.sum's reduction, called directly)
             bad = ~np.isfinite(bounds[0]) | ~np.isfinite(bounds[1])
             if bad.any():
                 bounds[:, bad] = mean[bad]
         if nonnegative:
             np.maximum(bounds, 0.0, out=bounds)
         return bounds[0], bounds[1]
+
+    def _one_step_interval(self, mean: float, stacked: np.ndarray, nonnegative: bool) -> tuple[np.ndarray, np.ndarray] | None:
+        """``interval`` of a one-step forecast, computed on Python floats: the same IEEE products, sums, square
+        root and clipping as the array path (tested equal), without a dozen numpy calls on one-element arrays
+        (hourly data is forecast one slot at a time). None where the scale's argument is not a finite number
+        >= 0 (math.sqrt would raise where numpy gives NaN): the array path handles it."""
+        if mean != mean:  # NaN
+            return None
+        low_n, high_n = stacked[:, 0].tolist()
+        level = (mean if nonnegative or mean >= 0.0 else 0.0) + self.c0  # (np.maximum(mean, 0) unless nonnegative)
+        if not 0.0 <= level < math.inf:
+            return None
+        s = math.sqrt(level)
+        low, high = low_n * s + mean, high_n * s + mean
+        if not (math.isfinite(low) and math.isfinite(high)):
+            low = high = mean
+        if nonnegative:  # (np.maximum(x, 0): x where x >= 0 or NaN, else 0)
+            low = low if low >= 0.0 or low != low else 0.0
+            high = high if high >= 0.0 or high != high else 0.0
+        return np.array([low]), np.array([high])
 
     def _stacked_bounds(self, q: float, steps: int) -> np.ndarray:
         """``_quantiles(q, steps)`` as one (2, steps) array (cached like it, per q, until the next refresh)."""

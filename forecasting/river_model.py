@@ -65,10 +65,13 @@ class RiverForecaster(OnlineForecaster):
         """Features for the slot at buffer position ``pos`` from values strictly before it
         (``history``: the array ``value_at`` reads, when every lag lies in it)."""
         get = value_at  # callable: position -> value
-        x = {name: get(pos - j) for j, name in LAG_NAMES}  # type: ignore[operator]
-        if history is not None:  # one slice instead of 16 calls, summed in the same (newest first) order
-            x["mean"] = sum(reversed(history[pos - MEAN_WINDOW : pos].tolist())) / MEAN_WINDOW
+        if history is not None:  # one slice instead of 19 calls: the lags are its last values, the mean
+            # its sum in the same (newest first) order
+            window = history[pos - MEAN_WINDOW : pos].tolist()
+            x = {name: window[-j] for j, name in LAG_NAMES}
+            x["mean"] = sum(reversed(window)) / MEAN_WINDOW
         else:
+            x = {name: get(pos - j) for j, name in LAG_NAMES}  # type: ignore[operator]
             x["mean"] = sum(get(pos - j) for j in range(1, MEAN_WINDOW + 1)) / MEAN_WINDOW  # type: ignore[operator]
         for m in seasons:
             x[_season_name(m)] = get(pos - m)  # type: ignore[operator]
@@ -367,11 +370,17 @@ def _learn_one(model: preprocessing.TargetStandardScaler, x: dict[str, float], y
     steps = model.regressor.steps  # type: ignore[attr-defined]
     scaler = steps["StandardScaler"]
     linear = steps["LinearRegression"]
-    # StandardScaler (unsupervised, learns before it transforms): Welford per feature, then standardise
+    # StandardScaler (unsupervised, learns before it transforms): Welford per feature, then standardise;
+    # in the same pass the current weight of each feature (absent ones start at 0) and the dot product
+    # of the squared-loss gradient, summed in the features' order as LinearRegression does
     counts, means, variances = scaler.counts, scaler.means, scaler.vars
-    xs: dict[str, float] = {}
+    stored = linear._weights
+    names: list[str] = []
+    xs: list[float] = []
+    ws: list[float] = []
     ms: list[float] = []
     vs: list[float] = []
+    dot = 0.0
     for i, xi in x.items():
         c = counts[i] + 1
         counts[i] = c
@@ -380,15 +389,21 @@ def _learn_one(model: preprocessing.TargetStandardScaler, x: dict[str, float], y
         means[i] = m
         v = variances[i] + ((xi - old) * (xi - m) - variances[i]) / c
         variances[i] = v
+        z = (xi - m) / v**0.5 if v else 0.0
+        w = stored.get(i, 0.0)
+        dot += w * z
+        names.append(i)
+        xs.append(z)
+        ws.append(w)
         ms.append(m)
         vs.append(v)
-        xs[i] = (xi - m) / v**0.5 if v else 0.0
-    # LinearRegression: squared-loss gradient at the current weights (absent features start at 0)
-    stored = linear._weights
-    weights = {i: stored.get(i, 0.0) for i in xs}
-    dot = 0.0
-    for i, xi in xs.items():
-        dot += weights[i] * xi
+    # the stored weights are these features (checked before the update adds any): then the prediction map of
+    # the updated pipeline is computed below, its constant summed in ``_affine``'s order (the stored one: a
+    # feature that first appeared late, e.g. a weekly lag, sits last there)
+    order = list(stored.to_dict())
+    same_order = order == names
+    reorder = not same_order and len(order) == len(names) and set(order) == set(names)
+    terms: dict[str, float] = {}
     gradient = 2 * (dot + linear.intercept - target)
     clip = linear.clip_gradient
     gradient = float(-clip if gradient < -clip else clip if gradient > clip else gradient)
@@ -396,20 +411,30 @@ def _learn_one(model: preprocessing.TargetStandardScaler, x: dict[str, float], y
     linear.intercept -= linear.intercept_lr.get(optimizer.n_iterations) * gradient
     rate = optimizer.lr.get(optimizer.n_iterations)
     l2 = linear.l2
-    for i, xi in xs.items():
-        weights[i] -= rate * (gradient * xi + l2 * weights[i] if l2 else gradient * xi)
-    stored.update(weights)
-    optimizer.n_iterations += 1
-    if list(stored.to_dict()) != list(weights):  # a feature learned before is absent now, or in another order
-        return None
-    # the prediction map of the updated pipeline, as ``RiverForecaster._affine`` computes it (same numbers in the
-    # same order: its loop runs over the stored weights, which are these): the means, variances and target
-    # spread are at hand here, which saves reading them back from river's objects at every forecast
+    weights: dict[str, float] = {}
+    # the SGD step (L2 on the weights of the features present) and, in the same pass, the prediction map of
+    # the updated pipeline as ``RiverForecaster._affine`` computes it (same numbers in the same order: its
+    # loop runs over the stored weights, which are these): the means, variances and target spread are at
+    # hand here, which saves reading them back from river's objects at every forecast
     coef: dict[str, float] = {}
     const = float(linear.intercept)
-    for (i, w), v, m in zip(weights.items(), vs, ms, strict=True):
+    for i, z, w, m, v in zip(names, xs, ws, ms, vs, strict=True):
+        w -= rate * (gradient * z + l2 * w if l2 else gradient * z)
+        weights[i] = w
         if v:  # river maps a constant feature to 0
             sd_i = v**0.5
             coef[i] = sd * w / sd_i
-            const -= w * m / sd_i
+            if reorder:
+                terms[i] = w * m / sd_i
+            else:
+                const -= w * m / sd_i
+    stored.update(weights)
+    optimizer.n_iterations += 1
+    if reorder:
+        const = float(linear.intercept)
+        for i in order:
+            if i in terms:
+                const -= terms[i]
+    elif not same_order:  # (a feature learned before is absent now, or a new one: ``_affine`` reads it back)
+        return None
     return coef, mean_new + sd * const

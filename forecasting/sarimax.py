@@ -116,7 +116,9 @@ class HarmonicSarimax(FourierForecaster):
         if cached is None or cached[0] is not self.ar or cached[1] is not self.ma:
             cached = self._params_float = (self.ar, self.ma, self.ar.tolist(), self.ma.tolist())
         ar, ma = cached[2], cached[3]
-        return float(sum(a * r for a, r in zip(ar, self._r, strict=True)) + sum(b * e for b, e in zip(ma, self._e, strict=True)))
+        # (map(float.__mul__) over the pairs: the products and the left-to-right sum of the generator form, without a
+        # generator frame per sum; the state lists hold Python floats of the parameters' lengths)
+        return float(sum(map(float.__mul__, ar, self._r)) + sum(map(float.__mul__, ma, self._e)))
 
     def _step(self, r: float) -> None:
         pred = self._one_step()

@@ -41,4 +41,7 @@ class Naive(OnlineForecaster):
     name = "naive"
 
     def _predict(self, steps: int) -> np.ndarray:
-        return np.full(steps, self.hist.filled[self.hist.end - 1])
+        # (empty + fill: np.full's result without its Python wrapper; auto asks for it at every step)
+        out = np.empty(steps)
+        out.fill(self.hist.filled[self.hist.end - 1])
+        return out

@@ -61,7 +61,7 @@ class WorkloadModels:
             from careplane.anomaly.workload import WorkloadAnomalyMonitor
 
             self.monitor = WorkloadAnomalyMonitor(spec.anomaly.detector.value, spec.anomaly.sensitivity)
-        self.calibrator = WindowCalibrator(step_seconds=self.step)
+        self.calibrator = WindowCalibrator(step_seconds=self.step, quantile=spec.forecast.quantile)
         # the reading that shows the need of capacity asked now: one startup plus one decision later
         self.reactive = ReactiveCalibrator(
             horizon_seconds=spec.demand.podStartupSeconds + spec.intervalSeconds,
@@ -69,6 +69,8 @@ class WorkloadModels:
             floor=REACTIVE_FLOOR_REPLICAS * spec.demand.perReplicaCapacity,
             step_seconds=self.step,
             window=max(REACTIVE_MIN_WINDOW, math.ceil(REACTIVE_WINDOW_SECONDS / spec.intervalSeconds)),
+            # until calibrated: the policy's own headroom (the HPA's rule at targetUtilization)
+            prior_ratio=1.0 / spec.demand.targetUtilization,
         )
         self.last_sample_time: float | None = None
         self._t0: float | None = None

@@ -197,6 +197,9 @@ def reaction(policy: ScalingPolicy, surge: Any, start: float, duration: float,
              times: np.ndarray, desired: np.ndarray, ready: np.ndarray, peak: float) -> Reaction:
     """Surge onset -> scale decision -> capacity ready, in seconds relative to the onset.
 
+    An unforecast surge passes with a scale-up decision within two reconcile intervals of its onset, or
+    when the replicas ready at its onset already serve its peak (no reaction needed).
+
     The scale decision is the first scale-up (replicas asked for above the reference): for a
     recurring surge the reference is the first sample of the view (predictive scaling may decide
     even before the drill's clock starts; the value is then negative); otherwise it is the onset. Capacity is ready when the ready
@@ -231,7 +234,11 @@ def reaction(policy: ScalingPolicy, surge: Any, start: float, duration: float,
     elif surge.recurring:
         passed = ready_at is not None and ready_at <= 0
     else:
-        passed = decision is not None and 0 <= decision <= 2 * spec.intervalSeconds
+        # capacity the surge needs, already ready at its onset, needs no reaction (a second burst that finds the
+        # first one's replicas still there); otherwise a scale-up decision within two reconcile intervals
+        at_onset = np.nonzero((times <= onset) & ~np.isnan(ready))[0]
+        covered = bool(at_onset.size and ready[at_onset[-1]] >= required)
+        passed = covered or (decision is not None and 0 <= decision <= 2 * spec.intervalSeconds)
     return Reaction(spec.targetRef.name, onset, required, decision, ready_at, surge.recurring, surge.anomalous,
                     max_during, spec.intervalSeconds, passed)
 

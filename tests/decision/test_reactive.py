@@ -152,3 +152,43 @@ def test_an_operator_restart_rebuilds_the_calibrated_bound_from_history() -> Non
     assert out.reactive is not None and out.reactive.basis == "reading"
     assert out.reactive.upper > 10.0  # Poisson noise needs headroom above the reading
     assert min(rebuilt.reactive.excess._sorted) > -10.0  # no need read as 0 req/s
+
+
+def test_until_calibrated_the_reading_bound_is_the_policys_headroom() -> None:
+    prior = 1 / 0.7
+    cal = ReactiveCalibrator(horizon_seconds=2 * STEP, quantile=0.9, step_seconds=STEP, floor=0.1, window=2000,
+                             min_count=100, prior_ratio=prior)
+    bare = calibrator()
+    rng = np.random.default_rng(8)
+    values = 50 + rng.normal(0, 0.5, 400)  # a smooth series: once calibrated, far less headroom than 1/0.7
+    early = feed(cal, values[:50])
+    assert all(b is not None and b.basis == "reading" and math.isclose(b.upper, v * prior) for b, v in zip(early, values[:50], strict=True))
+    assert all(b is None for b in feed(bare, values[:50]))  # without a prior nothing is known yet
+    assert all(len(loss) == 0 for loss in cal.loss.values())  # the prior is not a calibrated bound: never scored
+    late = feed(cal, values[50:])[-1]
+    assert late is not None and late.basis == "reading" and late.ratio < 1.1  # the data replaced the prior
+    assert len(cal.loss["reading"]) > 0
+
+
+def test_until_the_losses_speak_the_higher_bound_is_used() -> None:
+    cal = ReactiveCalibrator(horizon_seconds=2 * STEP, quantile=0.9, step_seconds=STEP, floor=0.1, window=2000,
+                             min_count=100, prior_ratio=1 / 0.7)
+    # a forecast bound above the prior: the forecast's, below it: the prior's
+    high = cal.observe(0.0, 100.0, 200.0)
+    assert high is not None and high.basis == "forecast" and high.upper == 200.0
+    low = cal.observe(STEP, 100.0, 110.0)
+    assert low is not None and low.basis == "reading" and math.isclose(low.upper, 100.0 / 0.7)
+    # once both bounds were scored min_count times, the lower loss decides, not the higher bound
+    rng = np.random.default_rng(13)
+    noise = 100 + rng.normal(0, 2, 600)
+    chosen = feed(cal, noise, np.full(600, 400.0))
+    assert chosen[-1] is not None and chosen[-1].basis == "reading" and chosen[-1].upper < 150.0
+
+
+def test_workload_models_give_the_calibrator_the_policys_headroom() -> None:
+    spec = policy(forecast={"enabled": False}, anomaly={"enabled": False})
+    models = WorkloadModels(spec, 60.0)
+    assert models.reactive.prior_ratio is not None
+    assert math.isclose(models.reactive.prior_ratio, 1 / spec.demand.targetUtilization)
+    out = models.observe(0.0, Observations(demand=40.0, current_replicas=4, ready_replicas=4))
+    assert out.reactive is not None and math.isclose(out.reactive.upper, 40.0 / spec.demand.targetUtilization)

@@ -465,13 +465,17 @@ def test_holt_winters_sliced_season_and_damping_equal_the_gathered_ones() -> Non
     model = HoltWinters(step_seconds=HOUR, max_horizon=3, calibrate=False)
     model.fit(times, values)
     assert model.m == 24 and model.phi != 1.0
-    for i, steps in enumerate((3, 30, 5, 24, 1, 60, 7)):
+    kinds = set()
+    for i, steps in enumerate((3, 30, 5, 24, 1, 60, 7, 20, 23, 12, 24, 18)):
         model.learn_one(float(model.hist.next_index * HOUR), 35.0 + i)
         hs = np.arange(1, steps + 1)
         last = model.hist.next_index - 1
         damp = model.phi * (1 - model.phi**hs) / (1 - model.phi)
         expected = model.level + damp * model.trend + model.season[(last + hs) % model.m]
         np.testing.assert_array_equal(model._predict(steps), expected)
+        start = model.hist.next_index % model.m
+        kinds.add("slice" if start + steps <= model.m else "wrap once" if steps <= model.m else "gather")
+    assert kinds == {"slice", "wrap once", "gather"}  # every branch was compared
 
 
 def test_stacked_interval_equals_the_bound_by_bound_one() -> None:
@@ -586,3 +590,118 @@ def test_auto_uniform_choice_row_equals_the_per_horizon_gather() -> None:
         np.testing.assert_array_equal(fast_mean, plain.forecast(6).mean)
         uniform_seen += model._uniform_choice >= 0
     assert uniform_seen > 0
+
+
+def test_one_step_interval_on_floats_equals_the_array_path() -> None:
+    """The one-step interval computed on Python floats gives the array path's bounds bit for bit, for
+    ordinary, zero, negative, huge and non-finite forecasts and bounds, with and without the clip at 0."""
+    cal = ResidualCalibrator(window=200, refresh_every=50)
+    cal.set_level(40.0, 0.3)
+    rng = np.random.default_rng(4)
+    for i in range(120):
+        cal.record(i, np.array([40.0 + rng.normal()]))
+        cal.observe(i + 1, 40.0 + 3 * rng.normal())
+    means = [0.0, -0.0, 3.5, 41.2, -2.0, 1e300, math.inf, -math.inf, math.nan]
+    for nonnegative in (False, True):
+        for m in means:
+            if nonnegative and (m < 0 or math.isnan(m)):
+                continue  # (the caller guarantees mean >= 0 there)
+            mean = np.array([m])
+            stacked = cal._stacked_bounds(0.9, 1)
+            fast = cal._one_step_interval(m, stacked, nonnegative)
+            # the array path, forced: the same method on a two-step forecast, first step read
+            with np.errstate(invalid="ignore"):
+                low2, high2 = cal.interval(np.array([m, m]), 0.9, nonnegative=nonnegative)
+                s = cal.scale(mean, nonnegative)
+                bounds = stacked * s + mean
+            bad = ~np.isfinite(bounds[0]) | ~np.isfinite(bounds[1])
+            bounds[:, bad] = mean[bad]
+            if nonnegative:
+                bounds = np.maximum(bounds, 0.0)
+            if fast is None:  # declined: the array path (scale's argument not a finite number >= 0)
+                assert not (0.0 <= (m if nonnegative else max(m, 0.0)) + cal.c0 < math.inf) or math.isnan(m)
+                continue
+            np.testing.assert_array_equal(fast[0], bounds[0])
+            np.testing.assert_array_equal(fast[1], bounds[1])
+            assert np.signbit(fast[0][0]) == np.signbit(bounds[0][0]) and np.signbit(fast[1][0]) == np.signbit(bounds[1][0])
+            np.testing.assert_array_equal(fast[0], low2[:1])
+            np.testing.assert_array_equal(fast[1], high2[:1])
+    # the public method takes the float path for one step and gives the same bounds
+    low, high = cal.interval(np.array([41.2]), 0.9, nonnegative=True)
+    low2, high2 = cal.interval(np.array([41.2, 41.2]), 0.9, nonnegative=True)
+    assert low[0] == low2[0] and high[0] == high2[0]
+
+
+def test_river_prediction_map_from_the_learning_step_equals_the_read_back_one() -> None:
+    """The affine map ``_learn_one`` returns is ``_affine``'s, bit for bit (a feature appearing late and a
+    constant feature included), and a forecast from it equals one from the map read back from river."""
+    maker = RiverForecaster(step_seconds=HOUR, calibrate=False)
+    model = maker._new_model()
+    rng = np.random.default_rng(8)
+    returned = []
+    for k in range(600):
+        x = {"lag1": float(rng.normal(50, 9)), "lag2": float(rng.normal(50, 9)), "mean": float(rng.normal(48, 3))}
+        if k >= 200:
+            x["season24"] = float(rng.normal(45, 8))
+        x["const"] = 1.0
+        mapped = river_model._learn_one(model, x, x["lag1"] + float(rng.normal(0, 5)))
+        maker._model = model
+        if mapped is not None:
+            assert mapped == maker._affine()  # (dicts and constants compared exactly)
+        returned.append(mapped is not None)
+    # declined only where the stored features differ (the step where season24 first appears); after it the
+    # stored order (season24 last) differs from the features' and the constant is summed in the stored order
+    assert all(returned[1:200]) and all(returned[201:]) and not returned[200]
+    times, values = seasonal_counts(24 * 7 * 3, seed=9)
+    cached, plain = RiverForecaster(step_seconds=HOUR), RiverForecaster(step_seconds=HOUR)
+    for m in (cached, plain):
+        m.fit(times[:300], values[:300])
+    for i in range(300, len(values)):
+        for m in (cached, plain):
+            m.learn_one(float(times[i]), float(values[i]))
+        plain._affine_cache = None  # always read back
+        assert cached._affine_cache is not None
+        np.testing.assert_array_equal(cached.forecast(6).mean, plain.forecast(6).mean)
+
+
+class _PlainScore(AutoForecaster):
+    """auto's bias memories updated by the straightforward masked recipe (np.where per step)."""
+
+    def _score(self, index: int, y: float) -> None:
+        row = index % self._rows
+        if self._batch_n == self._batch.shape[0]:
+            self._flush()
+        diff = self._batch[self._batch_n]
+        np.subtract(y, self._pred[row], out=diff)
+        diff[self._target[row] != index] = np.nan
+        self._batch_n += 1
+        self._since_select += 1
+        n_c = len(self.candidates)
+        signed = np.minimum(np.maximum(diff[:, :n_c], self._neg_bound), self._bound)
+        b = self._bias_decay
+        known = np.isfinite(signed)
+        self._bias_acc *= np.where(known, 1 - b, 1.0)
+        self._bias_acc[1] += np.where(known, b, 0.0)
+        self._bias_acc[0] += np.where(known, b * signed, 0.0)
+
+
+def test_score_masked_bias_update_equals_the_straightforward_one() -> None:
+    """On a gappy series with forecasts of varying length (most slots forecast at a few of the tracked
+    horizons: the masked path), auto's bias memories, error memories and forecasts equal those of the
+    np.where recipe exactly."""
+    times, values = seasonal_counts(24 * 7 * 4, seed=12)
+    values[520:531] = np.nan
+    values[600] = np.nan
+    runs = []
+    for cls in (AutoForecaster, _PlainScore):
+        model = cls(step_seconds=HOUR, max_horizon=4)
+        model.fit(times[:400], values[:400])
+        means = []
+        for i in range(400, len(values)):
+            model.learn_one(float(times[i]), float(values[i]))
+            means.append(model.forecast(1 + (i * 7) % 9).mean[:1])  # 1..9 steps: grows and masks
+        model._flush()
+        runs.append((np.array(means), model._bias_acc.copy(), model._sums.copy()))
+    assert runs[0][1].shape[1] > 4  # the tracked horizons grew (longer forecasts were asked for)
+    for fast, plain in zip(runs[0], runs[1], strict=True):
+        np.testing.assert_array_equal(fast, plain)

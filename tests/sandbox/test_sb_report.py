@@ -46,6 +46,14 @@ def test_unforecast_surge_needs_a_decision_within_two_intervals_and_a_retry_stor
                     _series(t, [(0, 4), (260, 12)], start), needs)
     assert (quick.decision_seconds, quick.passed) == (25, True)
     assert (slow.decision_seconds, slow.passed) == (35, False)
+    # a second burst that finds the first one's replicas still ready needs no decision; one that finds them
+    # gone (ready reached earlier, scaled down before the onset) does
+    kept = reaction(POLICIES["vitals-ingestion"], storm, start, duration, t, _series(t, [(0, 12)], start),
+                    _series(t, [(0, 4), (100, 12)], start), needs)
+    gone = reaction(POLICIES["vitals-ingestion"], storm, start, duration, t, _series(t, [(0, 12), (120, 4)], start),
+                    _series(t, [(0, 4), (100, 12), (120, 4)], start), needs)
+    assert (kept.decision_seconds, kept.ready_seconds, kept.passed) == (None, -80, True)
+    assert (gone.decision_seconds, gone.passed) == (None, False)
     retry = SC.Surge("vitals-ingestion", 0.4, 0.48, anomalous=True)
     calm = reaction(POLICIES["vitals-ingestion"], retry, start, duration, t, _series(t, [(0, 4), (250, 6)], start),
                     _series(t, [(0, 4)], start), 1900.0)
