@@ -102,10 +102,10 @@ class AutoForecaster(OnlineForecaster):
         c = len(self.names)
         self._h = min(MAX_TRACKED_HORIZON, max(1, horizons))
         self._rows = self._h + 1
-        # forecasts filed by their TARGET slot: scoring an arriving sample is one plain slice
+        # forecasts filed by their TARGET slot: scoring an arriving sample is one plain slice. A row is
+        # cleared once its slot is learned (``_score``, ``_update``), so a cell holds a forecast for the
+        # next slot of its row or NaN: no table of target slots to file and compare (see ``PendingPredictions``)
         self._pred = np.full((self._rows, self._h, c), np.nan)
-        self._target = np.full((self._rows, self._h), -(10**12), dtype=np.int64)
-        self._cols = np.arange(self._h)
         self._mse = np.full((self._h, c), np.nan)
         self._mae = np.full((self._h, c), np.nan)
         # the three EW sums in one block (``_wsum``, ``_sqsum``, ``_absum`` are views): the per-step decay is one operation
@@ -178,6 +178,8 @@ class AutoForecaster(OnlineForecaster):
     def _reset(self) -> None:
         super()._reset()
         self._share_history()
+        if hasattr(self, "_pred"):  # (``fit`` on a used model: its slots start over, the forecasts filed are void)
+            self._pred.fill(np.nan)
         if hasattr(self, "_dormancy"):  # (``fit`` on a used model: every candidate forecasts again)
             self._flush()
             self._dormancy.wake_all(self._sums, self._bias_acc, self._pred)
@@ -205,6 +207,8 @@ class AutoForecaster(OnlineForecaster):
         index = self.hist.next_index - 1
         if not math.isnan(y):
             self._score(index, y)
+        else:  # nothing scored: the forecasts made for this slot are spent
+            self._pred[index % self._rows] = np.nan
         for cand in self.candidates:
             cand._follow(y)  # the slot is already in the shared history
 
@@ -220,19 +224,17 @@ class AutoForecaster(OnlineForecaster):
         if self._batch_n == self._batch.shape[0]:
             self._flush()
         diff = self._batch[self._batch_n]
-        np.subtract(y, self._pred[row], out=diff)  # (H, C): each horizon's error for this slot
-        # every target filed in this row is at most ``index``: an older one marks a horizon not forecast for it
-        target = self._target[row]
-        complete = min(target.tolist()) == index  # (a Python min: ndarray.min on a few integers costs more)
-        if not complete:  # (copyto with a mask: the cells of ``diff[target != index] = nan``, without the fancy index)
-            np.copyto(diff, np.nan, where=(target != index)[:, None])
+        filed = self._pred[row]
+        # (H, C): each horizon's error for this slot, NaN at the horizons not forecast for it (their cells are NaN)
+        np.subtract(y, filed, out=diff)
+        filed.fill(np.nan)  # (spent: the row is reused for slot index + rows)
         self._batch_n += 1
         self._since_select += 1
         n_c = len(self.candidates)
         signed = np.minimum(np.maximum(diff[:, :n_c], self._neg_bound), self._bound)
         b = self._bias_decay
         bias_acc = self._bias_acc
-        if complete and math.isfinite(signed.sum()):  # the usual step: every horizon forecast this slot, every model finite
+        if math.isfinite(signed.sum()):  # the usual step: every horizon forecast this slot, every model finite
             bias_acc *= 1 - b
             bias_acc[1] += b
             bias_acc[0] += b * signed
@@ -392,7 +394,6 @@ class AutoForecaster(OnlineForecaster):
         first = self.hist.next_index
         row = first % self._rows
         file_diagonal(self._pred, row, full[:, :k].T)  # (filed by target slot: see ``file_diagonal``)
-        file_diagonal(self._target, row, first + self._cols[:k])
         uniform = getattr(self, "_uniform_choice", -1)  # (absent on a model pickled before it existed)
         if uniform >= 0:  # one column for every horizon (often the blend): a row, not a gather
             mean = full[uniform, :k].copy()

@@ -44,7 +44,7 @@ def file_diagonal(table: np.ndarray, first_row: int, values: np.ndarray) -> None
 
     Why: that "diagonal" is a strided slice of the flattened (C-contiguous) table, step ``width + 1``: one or two
     basic slice assignments (two where it wraps past the last row) instead of a fancy-indexed one (which costs
-    several times more, twice per forecast in ``auto`` and twice in the calibrator). Same cells, same values.
+    several times more, once per forecast in ``auto`` and once in the calibrator). Same cells, same values.
     ``values``: (k,) for a 2-D table, (k, C) for a 3-D one; k <= the table's width.
     """
     k = values.shape[0]
@@ -61,7 +61,15 @@ def file_diagonal(table: np.ndarray, first_row: int, values: np.ndarray) -> None
 
 
 class PendingPredictions:
-    """Forecasts issued at each origin, filed by target slot so an arriving actual is matched by one slice."""
+    """Forecasts issued at each origin, filed by target slot so an arriving actual is matched by one slice.
+
+    A cell holds a forecast for the next slot filed in its row (target ``index`` lives in row ``index % rows``)
+    or NaN: a row is spent (read and cleared by ``ResidualCalibrator.observe``, or ``clear``-ed for a gap) as soon
+    as its slot is learned, so whatever a row holds when its slot arrives was forecast for that slot. Why not a table of target slots next to the
+    forecasts (what this was): filing the targets and comparing them at every observation cost more than the
+    rest of recording; with at most ``max_horizon`` < ``rows`` steps ahead, a forecast for slot T is filed after
+    slot T - rows was learned (and its row cleared), so nothing stale survives in the row.
+    """
 
     def __init__(self, max_horizon: int = 8) -> None:
         self._alloc(max(1, min(MAX_TRACKED_HORIZON, max_horizon)))
@@ -70,8 +78,6 @@ class PendingPredictions:
         self.max_horizon = max_horizon
         self.rows = max_horizon + 1
         self.pred = np.full((self.rows, max_horizon), np.nan)  # [target % rows, h - 1]
-        self.target = np.full((self.rows, max_horizon), -(10**12), dtype=np.int64)
-        self._cols = np.arange(max_horizon)
         self.width = 0  # horizons recorded at least once since the allocation
 
     def record(self, origin: int, mean: np.ndarray) -> None:
@@ -81,20 +87,15 @@ class PendingPredictions:
             self._alloc(k)
         if k > self.width:
             self.width = k
-        first = origin + 1
-        row = first % self.rows
-        file_diagonal(self.pred, row, mean[:k])
-        file_diagonal(self.target, row, first + self._cols[:k])
+        file_diagonal(self.pred, (origin + 1) % self.rows, mean[:k])
 
     def predictions_for(self, index: int) -> np.ndarray:
-        """What was forecast for absolute slot ``index`` at horizons 1..max (NaN where none)."""
-        row = index % self.rows
-        out = self.pred[row].copy()
-        target = self.target[row]
-        # every target filed in this row is at most ``index``: an older one is a horizon not forecast for it
-        if target.min() != index:
-            out[target != index] = np.nan
-        return out
+        """What was forecast for absolute slot ``index`` (not yet learned) at horizons 1..max (NaN where none)."""
+        return self.pred[index % self.rows].copy()
+
+    def clear(self, index: int) -> None:
+        """Slot ``index`` was learned: its row's forecasts are spent (the row is reused for slot index + rows)."""
+        self.pred[index % self.rows] = np.nan
 
 
 class ResidualCalibrator:
@@ -165,19 +166,14 @@ class ResidualCalibrator:
     def observe(self, index: int, y: float) -> None:
         """Score the forecasts made for slot ``index`` against its actual ``y`` (NaN: nothing scored)."""
         if math.isnan(y):
+            self.pending.clear(index)
             return
         pending = self.pending
-        row = index % pending.rows
-        # the stored row itself (only read here) when every horizon forecast so far forecast this slot, else a
-        # masked copy; horizons never forecast (``width``) are left out of the test, or every observation would
-        # take the masked path. (A Python min: ndarray.min on a few integers costs several times more.)
+        row = pending.pred[index % pending.rows]
+        # the horizons recorded at least once since the allocation (``width``); the rest are stored as NaN below
+        # (no horizon recorded yet: the whole row, all NaN)
         width = pending.width
-        if width and min(pending.target[row, :width].tolist()) == index:
-            pred = pending.pred[row, :width]
-        elif width:  # (``predictions_for`` over the horizons ever forecast; the rest are stored as NaN below)
-            pred = np.where(pending.target[row, :width] == index, pending.pred[row, :width], np.nan)
-        else:
-            pred = pending.predictions_for(index)
+        pred = row[:width] if width else row
         first = y - float(pred[0])
         if math.isfinite(first):  # EW mean absolute one-step error (the model's rolling error)
             self.abs_error_weight = (1 - ERROR_DECAY) * self.abs_error_weight + ERROR_DECAY
@@ -186,6 +182,7 @@ class ResidualCalibrator:
         self.res[:h, self.ptr] = (y - pred) / self.scale(pred)
         if h < self.res.shape[0]:
             self.res[h:, self.ptr] = np.nan
+        row.fill(np.nan)  # (spent: see ``PendingPredictions``)
         self.ptr = (self.ptr + 1) % self.window
         self.seen += 1
         self.since_refresh += 1

@@ -213,6 +213,8 @@ class OnlineForecaster:
     def _learn_slot(self, y: float) -> None:
         hist = self.hist
         if math.isnan(y):
+            if self.calibrate:  # (nothing scored; the forecasts made for the slot are spent)
+                self.calib.observe(hist.next_index, y)
             hist.append(math.nan, self._impute(self._gap_run + 1))
         else:
             if self.calibrate:

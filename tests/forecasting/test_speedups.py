@@ -49,7 +49,7 @@ def _plain_ridge_coefficients(model: LagRegression, h: int) -> tuple[np.ndarray,
 
 
 def _fitted_lag_regression(max_horizon: int) -> LagRegression:
-    times, values = seasonal_counts(24 * 7 * 4, seed=5)
+    times, values = seasonal_counts(24 * 7 * 5, seed=5)
     values[100:130] = np.nan
     values[400] = np.nan
     model = LagRegression(step_seconds=HOUR, max_horizon=max_horizon, calibrate=False)
@@ -175,15 +175,95 @@ def test_calibrator_fast_path_stores_what_the_masked_path_does() -> None:
     """Forecasts of 3 steps in a calibrator sized for 8: the horizons never forecast do not force the masked copy."""
     cal = ResidualCalibrator(window=50, refresh_every=10, min_count=5)
     cal.set_level(100.0, 1.0)
+    expected = np.full(8, np.nan)
     for i in range(20):
         mean = np.array([100.0, 101.0, 102.0]) + i
         cal.record(i, mean)
+        expected = cal.pending.predictions_for(i + 1)
         cal.observe(i + 1, 100.0 + i + 0.5)
-    expected = cal.pending.predictions_for(20)
     column = cal.res[:, (cal.ptr - 1) % cal.window]
     assert cal.pending.width == 3
     assert np.allclose(column[:3], (119.5 - expected[:3]) / cal.scale(expected[:3]))
     assert np.all(np.isnan(column[3:]))
+
+
+def test_calibrator_scores_exactly_the_forecasts_made_for_each_slot() -> None:
+    """The pending table (rows cleared as their slot is learned, no table of target slots) scores what a plain
+    record of every forecast by (target slot, horizon) says was forecast for each slot: forecasts of varying
+    length, several per origin, origins that forecast nothing, gaps, and re-allocations to longer horizons."""
+    rng = np.random.default_rng(11)
+    cal = ResidualCalibrator(window=300, refresh_every=40, min_count=5)
+    cal.set_level(100.0, 1.0)
+    filed: dict[tuple[int, int], float] = {}  # (target slot, horizon) -> the last forecast filed for it
+    tracked = cal.pending.max_horizon  # a longer forecast re-allocates the table: what was filed is forgotten
+    checked = gaps = 0
+    for index in range(1, 400):
+        origin = index - 1
+        for _ in range(int(rng.choice([0, 1, 1, 2]))):
+            k = int(rng.integers(1, 13)) if rng.random() < 0.97 else int(rng.integers(13, 30))
+            mean = 100.0 + rng.normal(0.0, 5.0, k)
+            if k > tracked:
+                tracked = k
+                filed.clear()
+            cal.record(origin, mean)
+            filed.update({(origin + 1 + j, j + 1): float(mean[j]) for j in range(k)})
+        y = math.nan if rng.random() < 0.2 else float(100.0 + rng.normal())
+        cal.observe(index, y)
+        if math.isnan(y):
+            gaps += 1
+            continue
+        forecast = np.array([filed.get((index, h), math.nan) for h in range(1, cal.res.shape[0] + 1)])
+        forecast[cal.pending.width :] = math.nan  # (horizons never forecast since the allocation are not scored)
+        expected = (y - forecast) / cal.scale(forecast)
+        assert np.array_equal(cal.res[:, (cal.ptr - 1) % cal.window], expected, equal_nan=True), index
+        checked += 1
+    assert checked > 250 and gaps > 50 and tracked > 12
+
+
+def test_auto_scores_exactly_the_forecasts_made_for_each_slot(monkeypatch: pytest.MonkeyPatch) -> None:
+    """auto's table of the candidates' forecasts (rows cleared as their slot is learned) gives every slot the
+    errors of the forecasts made for it and NaN elsewhere: checked against a plain record by (target, horizon)
+    on a gappy series asked for forecasts of varying length (which also grows the table)."""
+    times, values = seasonal_counts(24 * 7 * 5, seed=5)
+    model = AutoForecaster(step_seconds=HOUR, max_horizon=3)
+    model.fit(times[:500], values[:500])
+    filed: dict[tuple[int, int], np.ndarray] = {}
+    errors: list[tuple[int, float, np.ndarray]] = []
+    original_score = AutoForecaster._score
+
+    def spying_score(self: AutoForecaster, index: int, y: float) -> None:
+        if self._batch_n == self._batch.shape[0]:
+            self._flush()
+        slot = self._batch_n
+        original_score(self, index, y)
+        errors.append((index, y, self._batch[slot].copy()))
+
+    monkeypatch.setattr(AutoForecaster, "_score", spying_score)
+    rng = np.random.default_rng(2)
+    size = model._h
+    for i in range(500, 800):
+        if rng.random() < 0.15:
+            continue  # a gap: the slot is learned as missing with the next sample
+        model.learn_one(float(times[i]), float(values[i]))
+        steps = int(rng.integers(1, 12))
+        model.forecast(steps)
+        if model._h != size:  # the table grew: what was filed before is forgotten
+            size = model._h
+            filed.clear()
+        first = model.hist.next_index
+        full = model._buf[:, : min(steps, model._h)]
+        filed.update({(first + j, j + 1): full[:, j].copy() for j in range(full.shape[1])})
+    checked = 0
+    for index, y, diff in errors:
+        if index <= 500 + 3:
+            continue  # (forecast in ``fit``, before the record above starts)
+        for h in range(1, diff.shape[0] + 1):
+            made = filed.get((index, h))
+            expected = y - made if made is not None else np.full(diff.shape[1], np.nan)
+            if made is not None:
+                checked += 1
+            assert np.array_equal(diff[h - 1], expected, equal_nan=True), (index, h)
+    assert checked > 500 and model._h > 3
 
 
 def test_shorter_forecasts_do_not_force_a_new_selection(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -672,8 +752,8 @@ class _PlainScore(AutoForecaster):
         if self._batch_n == self._batch.shape[0]:
             self._flush()
         diff = self._batch[self._batch_n]
-        np.subtract(y, self._pred[row], out=diff)
-        diff[self._target[row] != index] = np.nan
+        np.subtract(y, self._pred[row], out=diff)  # (NaN where not forecast: see test_auto_scores_exactly_...)
+        self._pred[row] = np.nan
         self._batch_n += 1
         self._since_select += 1
         n_c = len(self.candidates)
