@@ -33,24 +33,22 @@ _PEAKS: dict[str, float] = {}
 USER_CLASSES: dict[str, type] = {}
 
 
-def current_fraction() -> float:
+def fraction_at(t: float) -> float:
+    """How far into the drill wall-clock time ``t`` is, in [0, 1] (0 before the scenario clock starts)."""
     start = _ACTIVE["start"]
     if start is None:
         return 0.0
-    return min(1.0, max(0.0, (time.time() - start) / _ACTIVE["duration"]))
+    return min(1.0, max(0.0, (t - start) / _ACTIVE["duration"]))
 
 
-def current_rate(workload: str) -> float:
-    return rate_at(workload, time.time())
+def current_fraction() -> float:
+    return fraction_at(time.time())
 
 
 def rate_at(workload: str, t: float) -> float:
     """The scenario's demand (units/s) of ``workload`` at wall-clock time ``t``, now or ahead."""
-    scenario, start = _ACTIVE["scenario"], _ACTIVE["start"]
-    if scenario is None:
-        return 0.0
-    fraction = 0.0 if start is None else min(1.0, max(0.0, (t - start) / _ACTIVE["duration"]))
-    return float(scenario.rate(workload, fraction))
+    scenario = _ACTIVE["scenario"]
+    return float(scenario.rate(workload, fraction_at(t))) if scenario is not None else 0.0
 
 
 def peak_rate(workload: str) -> float:

@@ -57,6 +57,12 @@ def replicas(cluster: EmulatedCluster, name: str) -> int:
     return cluster.scale("apps/v1", "Deployment", name, NS)
 
 
+def add_workload(cluster: EmulatedCluster, name: str, **policy: Any) -> None:
+    """A Deployment ``api-<name>`` and the ScalingPolicy ``name`` scaling it on its demand gauge (``q(name)``)."""
+    cluster.create(deployment(f"api-{name}", NS))
+    cluster.create(scaling_policy(name, NS, f"api-{name}", q(name), **policy))
+
+
 def fast_runtime(core: Any = None) -> Callable[[OperatorConfig, kubernetes.client.Configuration, Telemetry, str], Runtime]:
     """Real adapters with test-sized timeouts and backoffs."""
 

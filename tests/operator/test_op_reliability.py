@@ -11,13 +11,11 @@ from operator_harness import (
     SP,
     OperatorProcess,
     SlowProxy,
+    add_workload,
     condition,
-    deployment,
     install_peering,
     operator_config,
-    q,
     replicas,
-    scaling_policy,
     set_demand,
 )
 
@@ -38,11 +36,8 @@ def test_metrics_outage_holds_then_recovers(
     set_demand(exporter, "hold", 200.0)  # 4 replicas
     set_demand(exporter, "fallback", 200.0)
     prometheus.wait_for_series(f'{DEMAND}{{service="fallback"}}')
-    cluster.create(deployment("api-hold", NS))
-    cluster.create(deployment("api-fallback", NS))
-    cluster.create(scaling_policy("hold", NS, "api-hold", q("hold")))
-    cluster.create(scaling_policy("fallback", NS, "api-fallback", q("fallback"),
-                                  fallback={"onMetricsUnavailable": "replicas", "replicas": 6}))
+    add_workload(cluster, "hold")
+    add_workload(cluster, "fallback", fallback={"onMetricsUnavailable": "replicas", "replicas": 6})
     op = OperatorProcess(operator_config(cluster, prometheus.url, "op-outage")).start()
     try:
         cluster.wait_for(lambda: replicas(cluster, "api-hold") == 4, timeout=15)
@@ -79,10 +74,8 @@ def test_slow_prometheus_times_out_without_blocking_others_and_recovers(
     set_demand(exporter, "slowq", 200.0)  # 4 replicas
     set_demand(exporter, "quick", 200.0)
     prometheus.wait_for_series(f'{DEMAND}{{service="quick"}}')
-    cluster.create(deployment("api-slowq", NS))
-    cluster.create(deployment("api-quick", NS))
-    cluster.create(scaling_policy("slowq", NS, "api-slowq", q("slowq")))
-    cluster.create(scaling_policy("quick", NS, "api-quick", q("quick")))
+    add_workload(cluster, "slowq")
+    add_workload(cluster, "quick")
     with SlowProxy(prometheus.url, marker='service="slowq"', delay=1.5) as proxy:
         op = OperatorProcess(operator_config(cluster, proxy.url, "op-slow")).start()
         try:
@@ -117,8 +110,7 @@ def test_restart_mid_reconcile_gives_the_same_outcome(
 ) -> None:
     set_demand(exporter, "restart", 400.0)  # 8 replicas
     prometheus.wait_for_series(f'{DEMAND}{{service="restart"}}')
-    cluster.create(deployment("api-restart", NS))
-    cluster.create(scaling_policy("restart", NS, "api-restart", q("restart")))
+    add_workload(cluster, "restart")
     # The first scale write hangs (then fails with 504): the operator is stopped while it hangs.
     fault = cluster.inject_fault(method="PATCH", path_contains="deployments/api-restart/scale", status=0,
                                  times=1, delay_seconds=4.0)
@@ -152,8 +144,7 @@ def test_disjoint_shards_never_both_act(
     for shard, names in shards.items():
         for name in names:
             set_demand(exporter, name, 150.0)  # 3 replicas
-            cluster.create(deployment(f"api-{name}", NS))
-            cluster.create(scaling_policy(name, NS, f"api-{name}", q(name), labels={"careplane.io/shard": shard}))
+            add_workload(cluster, name, labels={"careplane.io/shard": shard})
     prometheus.wait_for_series(f'{DEMAND}{{service="b3"}}')
     configs = {s: operator_config(cluster, prometheus.url, f"op-{s}", standalone=False,
                                   selector=f"careplane.io/shard={s}") for s in shards}
@@ -185,8 +176,7 @@ def test_standby_takes_over_when_the_active_operator_stops(
 ) -> None:
     set_demand(exporter, "ha", 100.0)  # 2 replicas
     prometheus.wait_for_series(f'{DEMAND}{{service="ha"}}')
-    cluster.create(deployment("api-ha", NS))
-    cluster.create(scaling_policy("ha", NS, "api-ha", q("ha")))
+    add_workload(cluster, "ha")
     install_peering(cluster, "careplane")
     active = OperatorProcess(operator_config(cluster, prometheus.url, "op-active", standalone=False,
                                              priority=200)).start()
