@@ -38,11 +38,11 @@ def test_erlang_c_matches_known_values() -> None:
 
 def test_latency_grows_as_utilisation_nears_one() -> None:
     def p95(rate: float) -> float:
-        model = CapacityModel(50.0, ServiceBehaviour(service_seconds=0.04, slots_per_replica=2))
-        model.started -= 10
-        now = time.monotonic()
+        model = CapacityModel(50.0, ServiceBehaviour(service_seconds=0.04, slots_per_replica=2), started=0.0)
+        now = 5.0
         for i in range(int(rate * 5)):
             model.admit(now - 5 + i / rate, 1.0)
+        assert model.arrival_rate(now) == pytest.approx(rate, rel=0.05)
         rng = random.Random(1)
         samples = sorted(model.sample_latency(now, 2, 1.0, rng) for _ in range(2000))
         return samples[int(0.95 * len(samples))]
