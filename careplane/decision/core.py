@@ -9,6 +9,7 @@ so a behaviour seen live can be replayed.
 from __future__ import annotations
 
 from careplane.decision.breaker import decide_breaker
+from careplane.decision.recurrence import recurring_note
 from careplane.decision.replicas import decide_replicas
 from careplane.decision.routing import decide_routing
 from careplane.decision.state import DecisionState
@@ -38,6 +39,9 @@ def decide(
     if anomaly is not None and anomaly.active:
         notes.append(f"anomaly on {anomaly.signal or 'unknown signal'} (score {anomaly.score:.2f})")
     message = replicas.message
+    recurring = recurring_note(policy, observations)
+    if recurring is not None and replicas.metrics_available:
+        message += "; " + recurring
     if not replicas.metrics_available:
         message += "; MetricsAvailable=False"
 

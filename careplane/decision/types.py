@@ -18,6 +18,30 @@ from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
+class RecurringPeak:
+    """What demand did over this provisioning window on past seasons (careplane.decision.recurrence)."""
+
+    peak: float  # the bound: today's base + the median past rise over the window, requests/s
+    rise: float  # that median rise over the demand just before the window, requests/s
+    agreeing: int  # past seasons whose rise was at least the median (k of K)
+    seasons: int  # past seasons with data in the window (K)
+    season_seconds: float
+
+    def describe(self) -> str:
+        """The sentence for status and events."""
+        return (f"recurring peak: {self.peak:.3g} req/s seen in this window on {self.agreeing} of "
+                f"{self.seasons} past {_season_name(self.season_seconds)}")
+
+
+def _season_name(seconds: float) -> str:
+    if abs(seconds - 86_400.0) < 1.0:
+        return "days"
+    if abs(seconds - 604_800.0) < 1.0:
+        return "weeks"
+    return f"seasons of {seconds:g} s"
+
+
+@dataclass(frozen=True)
 class ForecastSummary:
     """Forecast demand over the provisioning window [now, now + podStartupSeconds + horizonSeconds]."""
 
@@ -27,6 +51,10 @@ class ForecastSummary:
     horizon_seconds: int
     model: str  # model in use (what `auto` chose)
     model_error: float | None = None  # rolling out-of-sample MASE of that model
+    # the recurring-peak bound over the same window (None: fewer than 3 past seasons, or no season longer
+    # than the window); ``upper`` is never below its peak, and ``model_upper`` is the forecaster's own bound
+    recurring: RecurringPeak | None = None
+    model_upper: float | None = None
 
 
 @dataclass(frozen=True)

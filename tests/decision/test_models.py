@@ -73,3 +73,28 @@ def test_disabled_models_leave_the_summaries_empty() -> None:
                                     "anomaly": spec().anomaly.model_copy(update={"enabled": False})})
     out = WorkloadModels(off, 60.0).observe(0.0, Observations(demand=math.nan, current_replicas=None, ready_replicas=None))
     assert out.forecast is None and out.anomaly is None and out.demand is None
+
+
+def test_the_recurring_peak_is_kept_only_with_a_season_longer_than_the_window() -> None:
+    # spec(): 120 s window, a 1 h season: "one season ago" exists
+    models = WorkloadModels(spec(), 60.0)
+    assert models.recurrence is not None and models.recurrence.season == 3600.0
+    # a window of 900 + 120 s against a 600 s season has no "same window one season ago" yet unseen
+    short = spec().model_copy(update={"forecast": spec().forecast.model_copy(
+        update={"horizonSeconds": 900, "seasonalitySeconds": [600]})})
+    assert WorkloadModels(short, 60.0).recurrence is None
+
+
+def test_the_forecast_upper_bound_carries_an_hourly_recurring_burst() -> None:
+    # a 5-minute burst at the same minute of every hour on a flat series, seen for 5 hours
+    models = WorkloadModels(spec(), 60.0)
+    t = np.arange(0, 6 * 3600, 60.0)
+    values = np.where((t % 3600 >= 1800) & (t % 3600 < 2100), 80.0, 10.0)
+    now = 5 * 3600 + 1800 - 120.0  # one window (podStartupSeconds 120) ahead of the sixth burst
+    past = t < now
+    models.rebuild(t[past], values[past])
+    out = models.observe(now, Observations(demand=10.0, current_replicas=2, ready_replicas=2), sample_time=now)
+    f = out.forecast
+    assert f is not None and f.recurring is not None
+    assert f.recurring.peak == 80.0 and f.recurring.seasons == 5 and f.recurring.agreeing == 5
+    assert f.upper >= 80.0 and f.model_upper is not None

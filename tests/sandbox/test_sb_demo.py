@@ -101,7 +101,11 @@ def test_weights_shift_away_from_the_degraded_region_and_back(shortened_demo: De
     fault, during = _fault_window(shortened_demo)
     start_weight = sb.timeline[0].weights["fhir-api"][fault.backend]
     assert min(s.weights["fhir-api"][fault.backend] for s in during) < start_weight  # shifted away while it failed
-    assert sb.timeline[-1].weights["fhir-api"][fault.backend] == start_weight  # and back once it recovered
+    # ... and back once it recovered. Not "back at the end": in this 150 s run the vaccination spike starts
+    # 75 s in, before pods asked for at the operator's first decision can be ready (podStartupSeconds 90), and
+    # the overloaded primary's errors may then, rightly, move weight onto the healthy secondary.
+    after = [s for s in sb.timeline if s.t >= during[-1].t]
+    assert max(s.weights["fhir-api"][fault.backend] for s in after) >= start_weight
     # The workloads routed by what the cluster said (Prometheus shows the weight they applied).
     prom = PromReader(sb.prometheus.url if sb.prometheus else "")
     _, applied = prom.one(f'sandbox_routing_weight{{service="fhir-api",backend="{fault.backend}"}}',
