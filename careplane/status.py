@@ -49,6 +49,14 @@ class DemandStatus(_Status):
     modelError: Annotated[
         float | None, Field(description="Rolling out-of-sample error (MASE) of the model in use.")
     ] = None
+    recurringPeak: Annotated[
+        float | None,
+        Field(description="Demand past seasons rose to over this same window (today's base plus their median rise), "
+                          "when at least 3 of them agree; forecastUpper is never below it."),
+    ] = None
+    recurringSeasons: Annotated[
+        str | None, Field(description="How many past seasons showed that rise: 'k of K'.")
+    ] = None
 
 
 class AnomalyStatus(_Status):

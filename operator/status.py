@@ -179,6 +179,10 @@ def build_status(previous: Mapping[str, Any] | None, outcome: Outcome, now: floa
                 "model": obs.forecast.model,
                 "modelError": obs.forecast.model_error,
             }
+            recurring = obs.forecast.recurring
+            if recurring is not None:  # careplane.decision.recurrence: past seasons agree on a rise in this window
+                demand |= {"recurringPeak": recurring.peak,
+                           "recurringSeasons": f"{recurring.agreeing} of {recurring.seasons}"}
         status["demand"] = demand
         if obs.anomaly is not None:
             status["anomaly"] = {

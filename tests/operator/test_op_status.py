@@ -11,9 +11,11 @@ from careplane.decision.types import (
     Explanation,
     ForecastSummary,
     Observations,
+    RecurringPeak,
 )
 from careplane.operator import events as ev
 from careplane.operator import status as st
+from careplane.status import ScalingPolicyStatus
 
 T0, T1 = 1_700_000_000.0, 1_700_000_015.0
 
@@ -58,6 +60,18 @@ def test_healthy_active_status() -> None:
     assert status["circuitBreaker"] == {"maxPendingRequests": 100, "consecutive5xxErrors": 10}
     assert status["routing"] == {"weights": {"a": 90, "b": 10}}
     assert status["lastDecision"]["replicas"] == 5
+
+
+def test_status_names_the_recurring_peak_that_set_the_bound() -> None:
+    """A bound raised by past seasons' rise over this window shows as recurringPeak, 'k of K', and the schema takes it."""
+    peak = RecurringPeak(peak=540.0, rise=480.0, agreeing=5, seasons=7, season_seconds=86400.0)
+    forecast = ForecastSummary(150.0, 540.0, 90.0, 900, "auto", 0.8, recurring=peak, model_upper=180.0)
+    outcome = healthy(observations=Observations(demand=120.0, current_replicas=3, ready_replicas=3, forecast=forecast))
+    status = st.build_status(None, outcome, T0)
+    assert status["demand"]["forecastUpper"] == 540.0
+    assert status["demand"]["recurringPeak"] == 540.0 and status["demand"]["recurringSeasons"] == "5 of 7"
+    ScalingPolicyStatus.model_validate(status)  # the CRD's status schema is generated from this model
+    assert "recurringPeak" not in st.build_status(None, healthy(), T0)["demand"]
 
 
 def test_transition_time_moves_only_when_status_changes() -> None:
