@@ -12,7 +12,9 @@ careplane's policy is the same for every trace: a decision every 15 s (the CRD's
 intervalSeconds, and the HPA's sync period: both controllers read the same metric at
 the same times, the rate over the last trace step, so neither decides on older
 information than the other), the CRD's default step limits and 300 s scale-down
-stabilisation (the HPA's too), forecast model ``auto`` with a horizon of 0 s past pod
+stabilisation (the HPA's too; careplane holds for at most that long, shorter only
+where the workload's own history shows a shorter hold missing significantly fewer
+steps at the same cost: careplane.decision.hold), forecast model ``auto`` with a horizon of 0 s past pod
 startup (the next decision covers the rest), anomaly detection on. The cost-vs-violation
 curve sweeps the policy quantile (forecast.quantile: the forecast's bound and the
 calibrated reactive bound of careplane.decision.reactive are both sized at it).

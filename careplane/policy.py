@@ -65,6 +65,11 @@ class RoutingKind(StrEnum):
     HTTP_ROUTE = "HTTPRoute"
 
 
+class ScaleDownHold(StrEnum):
+    LEARNED = "Learned"
+    FIXED = "Fixed"
+
+
 class FallbackAction(StrEnum):
     HOLD = "hold"
     REPLICAS = "replicas"
@@ -120,9 +125,18 @@ class ReplicaBounds(_Model):
         Field(
             ge=0,
             le=86400,
-            description="Scale down only to the highest recommendation of this many past seconds (as the HPA).",
+            description="Scale down only to the highest recommendation of this many past seconds (as the HPA); "
+            "with scaleDownHold Learned, the longest such hold.",
         ),
     ] = 300
+    scaleDownHold: Annotated[
+        ScaleDownHold,
+        Field(
+            description="Fixed: always hold scaleDownStabilizationSeconds, as the HPA. Learned: hold less only "
+            "while this workload's own history shows that a shorter hold, with the saved cost spent on headroom, "
+            "missed significantly fewer steps; never longer than declared."
+        ),
+    ] = ScaleDownHold.LEARNED
 
     rules: ClassVar[tuple[Rule, ...]] = (
         Rule("self.min <= self.max", lambda s: s.min <= s.max, "min must be <= max", "min"),

@@ -32,10 +32,11 @@ from dataclasses import replace
 import numpy as np
 
 from careplane.decision.calibration import WindowCalibrator
+from careplane.decision.hold import HoldChooser
 from careplane.decision.reactive import ReactiveCalibrator
 from careplane.decision.recurrence import RecurrenceBound, season_for
 from careplane.decision.types import AnomalySummary, ForecastSummary, Observations, ReactiveSummary
-from careplane.policy import ScalingPolicySpec
+from careplane.policy import ScaleDownHold, ScalingPolicySpec
 
 # How far ahead the forecaster calibrates its per-step intervals and trains direct models; longer windows
 # are still forecast (trained on demand) and their peak is calibrated by the WindowCalibrator, and a short
@@ -91,6 +92,16 @@ class WorkloadModels:
             # until calibrated: the policy's own headroom (the HPA's rule at targetUtilization)
             prior_ratio=1.0 / spec.demand.targetUtilization,
         )
+        # how long this workload's dips call for holding capacity (at most the declared stabilisation)
+        # (policy replicas.scaleDownHold: Fixed keeps the HPA's fixed window, and no chooser)
+        self.hold: HoldChooser | None = None
+        if spec.replicas.scaleDownHold == ScaleDownHold.LEARNED:
+            self.hold = HoldChooser(
+                declared_seconds=spec.replicas.scaleDownStabilizationSeconds,
+                startup_seconds=spec.demand.podStartupSeconds,
+                interval_seconds=spec.intervalSeconds,
+                window=self.reactive.excess.window,
+            )
         self.last_sample_time: float | None = None
         self._t0: float | None = None
         self._last_anomaly: AnomalySummary | None = None
@@ -167,7 +178,15 @@ class WorkloadModels:
         """Learn a demand reading taken at ``now`` (every decision's, also between samples) for the
         calibrated reactive bound, and return that bound. A repeated ``now`` learns nothing."""
         f = self._last_forecast
-        return self.reactive.observe(now, reading, f.upper if f else None)
+        bound = self.reactive.observe(now, reading, f.upper if f else None)
+        if self.hold is None:
+            return bound
+        hold = self.hold.observe(now, reading, bound.upper if bound is not None else None)
+        if bound is None:
+            return None
+        # a shorter hold buys its coverage back at the declared hold's cost (careplane.decision.hold)
+        return replace(bound, upper=bound.upper * hold.scale, ratio=bound.ratio * hold.scale,
+                       hold_seconds=hold.seconds)
 
     def _index(self, t: float) -> int:
         if self._t0 is None:

@@ -31,6 +31,12 @@ Terms (each a replica count; the highest wins and names the reason):
 * ``schedule`` – the highest floor of the active cron windows.
 * ``min`` – the policy's minimum.
 
+Scale-down stabilisation holds the highest recommendation of the declared
+``scaleDownStabilizationSeconds``, or of the shorter hold this workload's own dips
+call for (``ReactiveSummary.hold_seconds``, careplane.decision.hold: a hold is
+shortened only when spending its cost on headroom instead missed fewer steps; the
+declared window is never exceeded, and without a learned hold it is used as is).
+
 Anomalous demand (careplane.anomaly) is classified before the terms are built
 (:func:`classify_spike`):
 
@@ -248,6 +254,10 @@ def decide_replicas(
             f"reactive bound {calibrated.upper:.3g} req/s = reading x {calibrated.ratio:.3g} "
             f"(policy quantile of {calibrated.samples} calibrated excesses; lower loss than the forecast's{kept})"
         )
+    elif calibrated is not None and "forecast" in terms and _shortened(obs, window):
+        # the forecast's bound had the lower loss; under a shortened hold it carries the headroom
+        # that the declared hold's cost buys (careplane.decision.hold scales the bound it was given)
+        terms["forecast"] = max(terms["forecast"], float(_ceil(calibrated.upper / capacity)))
     # panic (Knative KPA): demand far beyond the forecast, or beyond twice the ready capacity
     if not benign_spike and policy.criticality != Criticality.BATCH:
         if forecast is not None:
@@ -270,10 +280,22 @@ def decide_replicas(
     recs = (*recs, (now, candidate))
     if panic_until is not None and current is not None and candidate < current:
         candidate, reason = current, "panic"
-    final, reason = _limit(policy, candidate, current, reason, stabilise=True, recs=recs, now=now)
+    # the state keeps the declared window; the hold this workload's dips call for may be shorter
+    held = recs
+    if _shortened(obs, window):
+        hold = obs.reactive.hold_seconds  # type: ignore[union-attr]
+        held = tuple((t, r) for t, r in recs if now - hold < t or t == now)  # type: ignore[operator]
+        notes.append(f"scale-down hold {hold:.0f} s of the declared {window:.0f} s (learned from this workload's dips)")
+    final, reason = _limit(policy, candidate, current, reason, stabilise=True, recs=held, now=now)
     why = _sentence(reason, final, demand, forecast.upper if forecast is not None else None, notes)
     return ReplicaDecision(final, reason, why, terms, True, recs, panic_until, None, errors_since,
                            errors_before_demand)
+
+
+def _shortened(obs: Observations, window: float) -> bool:
+    """Whether the learned hold (careplane.decision.hold) is shorter than the declared window."""
+    hold = obs.reactive.hold_seconds if obs.reactive is not None else None
+    return hold is not None and math.isfinite(hold) and 0 <= hold < window
 
 
 # ties go to the more specific term

@@ -99,7 +99,9 @@ def observations(draw: st.DrawFn, backend_names: tuple[str, ...] = ()) -> Observ
     if draw(st.booleans()):
         upper = draw(st.one_of(st.floats(0, 20000), st.just(math.nan), st.just(math.inf)))
         reactive = ReactiveSummary(upper=upper, basis=draw(st.sampled_from(["reading", "forecast"])),
-                                   ratio=1.0, samples=draw(st.integers(0, 5000)))
+                                   ratio=1.0, samples=draw(st.integers(0, 5000)),
+                                   hold_seconds=draw(st.one_of(st.none(), st.sampled_from([0.0, 45.0, 75.0, 300.0, 900.0]),
+                                                               st.just(math.nan))))
     rates = {b: draw(st.one_of(st.none(), st.floats(0, 1))) for b in backend_names}
     return Observations(
         demand=draw(demand_values),

@@ -55,9 +55,13 @@ def check_step(policy: ScalingPolicySpec, obs: Observations, state: DecisionStat
             if not known(obs.demand) and policy.fallback.onMetricsUnavailable == FallbackAction.HOLD:
                 assert rec >= current  # hold: only a schedule floor can raise it, nothing lowers it
             if known(obs.demand) and rec < current:
-                # scale-down stabilisation: never below the highest recommendation of the window
-                window = [r for t, r in new_state.recommendations]
-                assert all(t == now or now - bounds.scaleDownStabilizationSeconds < t < now for t, _ in new_state.recommendations)
+                # scale-down stabilisation: never below the highest recommendation of the window the workload's
+                # learned hold calls for, which is never longer than the declared one (careplane.decision.hold)
+                declared = float(bounds.scaleDownStabilizationSeconds)
+                assert all(t == now or now - declared < t < now for t, _ in new_state.recommendations)
+                learned = obs.reactive.hold_seconds if obs.reactive is not None else None
+                hold = declared if learned is None or not math.isfinite(learned) else min(declared, learned)
+                window = [r for t, r in new_state.recommendations if t == now or now - hold < t]
                 assert rec >= min(current, max(window))
     if policy.mode == Mode.ACTIVE:
         assert actions.replicas == rec
