@@ -149,7 +149,7 @@ class WindowCalibrator:
                 self._local_excess.add((peak - mean) / local)
             if bounds is not None and self.quantile is not None:
                 for i, bound in enumerate(bounds):
-                    self._add_loss(i, _pinball(peak, bound, self.quantile))
+                    self._add_loss(i, pinball(peak, bound, self.quantile))
             if self._alpha is not None:
                 spread = abs(peak - mean)
                 self._spread = spread if self._spread is None else self._spread + self._alpha * (spread - self._spread)
@@ -182,6 +182,6 @@ class WindowCalibrator:
         return max(0.0, mean + self._excess.quantile(quantile) * self.poisson_scale(mean))
 
 
-def _pinball(need: float, upper: float, q: float) -> float:
-    """The quantile (pinball) loss of ``upper`` as a q-quantile of ``need`` (as in reactive.py)."""
+def pinball(need: float, upper: float, q: float) -> float:
+    """The quantile (pinball) loss of ``upper`` as a q-quantile of ``need`` (both calibrators score bounds by it)."""
     return q * (need - upper) if need > upper else (1.0 - q) * (upper - need)

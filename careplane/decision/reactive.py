@@ -51,7 +51,7 @@ from __future__ import annotations
 import math
 from collections import deque
 
-from careplane.decision.calibration import RollingQuantile
+from careplane.decision.calibration import RollingQuantile, pinball
 from careplane.decision.types import ReactiveSummary
 
 READING, FORECAST = "reading", "forecast"
@@ -78,11 +78,6 @@ class RollingSum:
     @property
     def mean(self) -> float:
         return self.total / max(1, len(self._fifo))
-
-
-def pinball(need: float, upper: float, q: float) -> float:
-    """The quantile (pinball) loss of ``upper`` as a q-quantile of ``need``."""
-    return q * (need - upper) if need > upper else (1.0 - q) * (upper - need)
 
 
 class ReactiveCalibrator:

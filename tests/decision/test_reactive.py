@@ -8,8 +8,9 @@ import math
 import numpy as np
 
 from careplane.decision import DecisionState, Observations, decide
+from careplane.decision.calibration import pinball
 from careplane.decision.models import WorkloadModels
-from careplane.decision.reactive import ReactiveCalibrator, pinball
+from careplane.decision.reactive import ReactiveCalibrator
 from careplane.decision.types import ForecastSummary, ReactiveSummary
 from careplane.policy import ScalingPolicySpec
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -302,6 +303,20 @@ def test_online_refits_reestimate_statsmodels_parameters_only_every_few_refits(c
     assert sorted(set(estimates)) == [fitted_at, fitted_at + ESTIMATE_EVERY * 168]
 
 
+def _replay_auto(cls: type[AutoForecaster], times: np.ndarray, values: np.ndarray, *, start: int, max_horizon: int,
+                 steps: Callable[[int], int], width: int) -> tuple[np.ndarray, AutoForecaster]:
+    """Fit ``cls`` on rows before ``start``, then learn each later row and forecast ``steps(row)`` steps;
+    the first ``width`` means of every forecast, and the model with its pending errors folded in."""
+    model = cls(step_seconds=HOUR, max_horizon=max_horizon)
+    model.fit(times[:start], values[:start])
+    means = []
+    for i in range(start, len(values)):
+        model.learn_one(float(times[i]), float(values[i]))
+        means.append(model.forecast(steps(i)).mean[:width])
+    model._flush()  # (a batched model may still hold errors not yet folded in)
+    return np.array(means), model
+
+
 class _EveryStep(AutoForecaster):
     """auto folding each error into its memories as it arrives (the straightforward order)."""
 
@@ -315,14 +330,9 @@ def test_batched_error_memories_equal_the_step_by_step_update() -> None:
     values[500:505] = np.nan  # gaps: some horizons unscored for a while (the masked update)
     runs = []
     for cls in (AutoForecaster, _EveryStep):
-        model = cls(step_seconds=HOUR, max_horizon=3)
-        model.fit(times[:300], values[:300])
-        means = []
-        for i in range(300, len(values)):
-            model.learn_one(float(times[i]), float(values[i]))
-            means.append(model.forecast(3 if i % 7 else 5).mean[:3])
-        model._flush()  # (the batched model may still hold errors not yet folded in)
-        runs.append((np.array(means), model._sums.copy(), model.chosen))
+        means, model = _replay_auto(cls, times, values, start=300, max_horizon=3,
+                                    steps=lambda i: 3 if i % 7 else 5, width=3)
+        runs.append((means, model._sums.copy(), model.chosen))
     assert np.allclose(runs[0][0], runs[1][0], rtol=1e-10, atol=1e-10)
     assert np.allclose(runs[0][1], runs[1][1], rtol=1e-10) and runs[0][2] == runs[1][2]
 
@@ -774,14 +784,10 @@ def test_score_masked_bias_update_equals_the_straightforward_one() -> None:
     values[600] = np.nan
     runs = []
     for cls in (AutoForecaster, _PlainScore):
-        model = cls(step_seconds=HOUR, max_horizon=4)
-        model.fit(times[:400], values[:400])
-        means = []
-        for i in range(400, len(values)):
-            model.learn_one(float(times[i]), float(values[i]))
-            means.append(model.forecast(1 + (i * 7) % 9).mean[:1])  # 1..9 steps: grows and masks
-        model._flush()
-        runs.append((np.array(means), model._bias_acc.copy(), model._sums.copy()))
+        # forecasts of 1..9 steps: the tracked horizons grow and most slots take the masked path
+        means, model = _replay_auto(cls, times, values, start=400, max_horizon=4,
+                                    steps=lambda i: 1 + (i * 7) % 9, width=1)
+        runs.append((means, model._bias_acc.copy(), model._sums.copy()))
     assert runs[0][1].shape[1] > 4  # the tracked horizons grew (longer forecasts were asked for)
     for fast, plain in zip(runs[0], runs[1], strict=True):
         np.testing.assert_array_equal(fast, plain)
