@@ -12,9 +12,9 @@ careplane's policy is the same for every trace: a decision every 15 s (the CRD's
 intervalSeconds, and the HPA's sync period: both controllers read the same metric at
 the same times, the rate over the last trace step, so neither decides on older
 information than the other), the CRD's default step limits and 300 s scale-down
-stabilisation (the HPA's too; careplane holds for at most that long, shorter only
-where the workload's own history shows a shorter hold missing significantly fewer
-steps at the same cost: careplane.decision.hold), forecast model ``auto`` with a horizon of 0 s past pod
+stabilisation (the HPA's too, held as the HPA holds it: scaleDownHold Fixed, the
+default; ``--hold Learned`` runs the learned hold of careplane.decision.hold instead),
+forecast model ``auto`` with a horizon of 0 s past pod
 startup (the next decision covers the rest), anomaly detection on. The cost-vs-violation
 curve sweeps the policy quantile (forecast.quantile: the forecast's bound and the
 calibrated reactive bound of careplane.decision.reactive are both sized at it).
@@ -74,7 +74,7 @@ def load_traces(quick: bool) -> dict[str, Any]:
     return {"nasa-minute": nasa, "nab-elb-request-count": elb}
 
 
-def policy_for(trace: Any, quantile: float) -> Any:
+def policy_for(trace: Any, quantile: float, hold: str = "Fixed") -> Any:
     from careplane.policy import ScalingPolicySpec
 
     capacity = float(np.nanpercentile(trace.values, PEAK_PERCENTILE)) / PEAK_REPLICAS
@@ -82,7 +82,7 @@ def policy_for(trace: Any, quantile: float) -> Any:
         "targetRef": {"name": "bench"},
         "intervalSeconds": INTERVAL_SECONDS,
         # step limits and stabilisation: the CRD defaults (10 up / 2 down per decision, 300 s)
-        "replicas": {"min": 1, "max": 5 * PEAK_REPLICAS},
+        "replicas": {"min": 1, "max": 5 * PEAK_REPLICAS, "scaleDownHold": hold},
         "demand": {"query": "bench", "perReplicaCapacity": capacity, "targetUtilization": 0.7,
                    "podStartupSeconds": STARTUP_SECONDS},
         "forecast": {"model": "auto", "horizonSeconds": 0, "quantile": quantile},
@@ -101,7 +101,7 @@ def interpolate(points: list[dict[str, float]], cost: float) -> float | None:
     return None
 
 
-def bench_trace(name: str, trace: Any, log: Any) -> dict[str, Any]:
+def bench_trace(name: str, trace: Any, log: Any, hold: str = "Fixed") -> dict[str, Any]:
     from careplane.backtest.engine import score
     from careplane.backtest.runner import run_controller
 
@@ -123,7 +123,7 @@ def bench_trace(name: str, trace: Any, log: Any) -> dict[str, Any]:
     out["careplane"] = []
     for q in QUANTILES:
         t0 = time.process_time()
-        run = run_controller("careplane", policy_for(trace, q), trace)
+        run = run_controller("careplane", policy_for(trace, q, hold), trace)
         m = score(run, trace.values, capacity=capacity, step_seconds=step, oracle_hours=oracle_hours).as_dict()
         out["careplane"].append({"quantile": q, **m, "cpu_seconds": round(time.process_time() - t0, 2)})
         log(f"{name} careplane q{q}: {m}")
@@ -164,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="first 20,000 NASA minutes only (a smoke run)")
     parser.add_argument("--only", default=None, help="run one trace (nasa-minute or nab-elb-request-count)")
+    parser.add_argument("--hold", choices=("Fixed", "Learned"), default="Fixed",
+                        help="careplane's replicas.scaleDownHold (results of Learned go to autoscaling_learned*)")
     args = parser.parse_args(argv)
     RESULTS.mkdir(parents=True, exist_ok=True)
 
@@ -171,20 +173,22 @@ def main(argv: list[str] | None = None) -> int:
         print(msg, file=sys.stderr, flush=True)
 
     traces = load_traces(args.quick)
-    results: dict[str, Any] = {"command": "python3 benchmarks/autoscaling.py" + (" --quick" if args.quick else ""),
-                               "quick": args.quick, "traces": {}}
+    learned = args.hold == "Learned"
+    flags = (" --quick" if args.quick else "") + (" --hold Learned" if learned else "")
+    results: dict[str, Any] = {"command": "python3 benchmarks/autoscaling.py" + flags, "quick": args.quick,
+                               "scale_down_hold": args.hold, "traces": {}}
     for name, trace in traces.items():
         if args.only and name != args.only:
             continue
-        results["traces"][name] = bench_trace(name, trace, log)
-        plot(name, results["traces"][name], RESULTS / f"autoscaling_{name}.png")
+        results["traces"][name] = bench_trace(name, trace, log, args.hold)
+        plot(name, results["traces"][name], RESULTS / f"autoscaling{'_learned' if learned else ''}_{name}.png")
     if "nasa-minute" in results["traces"] and not args.quick:
         hpa = {str(h["target"]): h for h in results["traces"]["nasa-minute"]["hpa"]}
         results["hpa_reference_check_nasa"] = {
             t: {"issue": ref, "measured": {k: hpa[t][k] for k in ("violation_pct", "cost_vs_oracle")}}
             for t, ref in REFERENCE_HPA_NASA.items()
         }
-    suffix = "_quick" if args.quick else ""
+    suffix = ("_learned" if learned else "") + ("_quick" if args.quick else "")
     path = RESULTS / f"autoscaling{suffix}.json"
     path.write_text(json.dumps(results, indent=2))
     log(f"wrote {path}")

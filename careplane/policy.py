@@ -132,11 +132,12 @@ class ReplicaBounds(_Model):
     scaleDownHold: Annotated[
         ScaleDownHold,
         Field(
-            description="Fixed: always hold scaleDownStabilizationSeconds, as the HPA. Learned: hold less only "
-            "while this workload's own history shows that a shorter hold, with the saved cost spent on headroom, "
-            "missed significantly fewer steps; never longer than declared."
+            description="Fixed (default): always hold scaleDownStabilizationSeconds, as the HPA. Learned: hold "
+            "less only while this workload's own history shows that a shorter hold, with the saved cost spent on "
+            "headroom, missed significantly fewer steps; never longer than declared (it pays on spiky workloads "
+            "run at low cost, see the README)."
         ),
-    ] = ScaleDownHold.LEARNED
+    ] = ScaleDownHold.FIXED
 
     rules: ClassVar[tuple[Rule, ...]] = (
         Rule("self.min <= self.max", lambda s: s.min <= s.max, "min must be <= max", "min"),

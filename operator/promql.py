@@ -149,7 +149,8 @@ def _matchers(q: str, i: int, namespace: str, selector_name: str) -> int:
             raise QueryRejected(f"expected ',' or '}}' in the matchers of {selector_name} at column {j + 1}")
 
 
-def _scan(query: str, namespace: str) -> tuple[str, list[Selector]]:
+def _scan(query: str, namespace: str, ranges: list[str] | None = None) -> tuple[str, list[Selector]]:
+    """The confined query and its selectors; the ``[range]``/``[range:step]`` blocks go to ``ranges`` if given."""
     if not _NAMESPACE_VALUE.fullmatch(namespace):
         raise QueryRejected(f"{namespace!r} is not a valid namespace name")
     q = query
@@ -184,6 +185,8 @@ def _scan(query: str, namespace: str) -> tuple[str, list[Selector]]:
             m = _RANGE.match(q, i)
             if not m:
                 raise QueryRejected(f"cannot read the range at column {i + 1}: {q[i:i + 20]!r}")
+            if ranges is not None:
+                ranges.append(m.group(0))
             out.append(m.group(0))
             i, prev = m.end(), "operand"
         elif c == "{":
@@ -320,3 +323,34 @@ def confine(query: str, namespace: str) -> str:
 def selectors(query: str, namespace: str) -> list[Selector]:
     """The vector selectors of ``query`` (raises :class:`QueryRejected` like :func:`confine`)."""
     return _scan(query, namespace)[1]
+
+
+_DURATION_PART = re.compile(r"([0-9]+)(ms|s|m|h|d|w|y)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0, "y": 31536000.0}
+
+
+def duration_seconds(text: str) -> float | None:
+    """A PromQL duration (``90s``, ``1m``, ``1h30m``) in seconds, or None if ``text`` is not one."""
+    text = text.strip()
+    parts = _DURATION_PART.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        return None
+    return sum(int(n) * _UNIT_SECONDS[u] for n, u in parts)
+
+
+def range_seconds(query: str, namespace: str = "default") -> float | None:
+    """The longest range a query averages over (the ``1m`` of ``rate(x[1m])``), or None for an instant query.
+
+    Why: a rate over a window shows a jump in demand gradually, over that window; the decision core
+    extrapolates a rising reading over at most this long (careplane.decision.reactive). A gauge read
+    as it is (no range) shows a jump at once and is not extrapolated. An unreadable query gives None
+    (the policy is rejected elsewhere, by :func:`confine`, with the reason).
+    """
+    ranges: list[str] = []
+    try:
+        _scan(query, namespace, ranges)
+    except QueryRejected:
+        return None
+    windows = [duration_seconds(r.strip("[]").split(":")[0]) for r in ranges]
+    known = [w for w in windows if w is not None and w > 0]
+    return max(known) if known else None

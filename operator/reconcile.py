@@ -42,7 +42,7 @@ from typing import Any
 
 from careplane.decision.types import Actions, Observations
 from careplane.operator import events as ev
-from careplane.operator import gc_policy
+from careplane.operator import gc_policy, promql
 from careplane.operator import status as st
 from careplane.operator.ports import ClusterPort, MetricsError, MetricsPort, PortError, Scale, TargetMissing
 from careplane.operator.settings import RECONCILED_BY_ANNOTATION, STATE_ANNOTATION
@@ -187,8 +187,10 @@ class PolicyReconciler:
         core = self._core()
         step = float(spec.intervalSeconds)
         history = float(spec.forecast.historySeconds)
-        # On the models' own grid (the reader splits long ranges under Prometheus' point limit).
-        models = core.WorkloadModels(spec, step_seconds=step)
+        # On the models' own grid (the reader splits long ranges under Prometheus' point limit). A reading
+        # that is a rate over a window shows a jump over that window: the models extrapolate a rise over it.
+        window = promql.range_seconds(spec.demand.query, self.namespace) or 0.0
+        models = core.WorkloadModels(spec, step_seconds=step, reading_window_seconds=window)
         try:
             times, values = await self.metrics.history(
                 self.namespace, spec.demand.query, now - history, now - spec.intervalSeconds, step

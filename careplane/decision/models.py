@@ -55,7 +55,10 @@ REACTIVE_FLOOR_REPLICAS = 0.5
 class WorkloadModels:
     """Forecaster + anomaly monitor of one ScalingPolicy on a ``step_seconds`` grid."""
 
-    def __init__(self, spec: ScalingPolicySpec, step_seconds: float) -> None:
+    def __init__(self, spec: ScalingPolicySpec, step_seconds: float, *,
+                 reading_window_seconds: float | None = None) -> None:
+        """``reading_window_seconds``: how long a demand reading averages over (the range of the query's
+        ``rate``; 0 for a gauge; None: one step, as the backtest's readings), see careplane.decision.reactive."""
         if not step_seconds > 0:
             raise ValueError(f"step_seconds must be positive, got {step_seconds}")
         self.spec = spec
@@ -91,6 +94,7 @@ class WorkloadModels:
             window=max(REACTIVE_MIN_WINDOW, math.ceil(REACTIVE_WINDOW_SECONDS / spec.intervalSeconds)),
             # until calibrated: the policy's own headroom (the HPA's rule at targetUtilization)
             prior_ratio=1.0 / spec.demand.targetUtilization,
+            reading_window_seconds=reading_window_seconds,
         )
         # how long this workload's dips call for holding capacity (at most the declared stabilisation)
         # (policy replicas.scaleDownHold: Fixed keeps the HPA's fixed window, and no chooser)

@@ -250,9 +250,11 @@ def decide_replicas(
             terms.pop("forecast", None)
         terms["reactive"] = max(terms["reactive"], float(_ceil(calibrated.upper / capacity)))
         kept = "; the forecast's bound is kept too (critical)" if "forecast" in terms else ""
+        rising = f", the reading rising by {calibrated.rise:.3g} req/s extrapolated" if calibrated.rise > 0 else ""
         notes.append(
             f"reactive bound {calibrated.upper:.3g} req/s = reading x {calibrated.ratio:.3g} "
-            f"(policy quantile of {calibrated.samples} calibrated excesses; lower loss than the forecast's{kept})"
+            f"(policy quantile of {calibrated.samples} calibrated excesses{rising}; "
+            f"lower loss than the forecast's{kept})"
         )
     elif calibrated is not None and "forecast" in terms and _shortened(obs, window):
         # the forecast's bound had the lower loss; under a shortened hold it carries the headroom

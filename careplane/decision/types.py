@@ -85,6 +85,8 @@ class ReactiveSummary:
     basis: str  # "reading" or "forecast"
     ratio: float  # upper / current reading: the headroom this bound implies
     samples: int  # excess samples in the calibration window
+    # req/s added to the reading because it was rising: its slope over at most one step (reactive.py)
+    rise: float = 0.0
     # the scale-down hold this workload's dips call for (careplane.decision.hold), at most the policy's
     # declared stabilisation window (None: the declared window)
     hold_seconds: float | None = None

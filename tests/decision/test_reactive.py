@@ -108,7 +108,10 @@ def test_the_explanation_names_the_calibrated_term() -> None:
     obs = Observations(**{**base.__dict__, "reactive": ReactiveSummary(150.0, "reading", 1.5, 500)})
     actions, _, why = decide(policy(), obs, state, 0.0)
     assert actions.replicas == 15 and why.reason == "reactive" and "forecast" not in why.terms
-    assert "reactive bound" in why.message
+    assert "reactive bound" in why.message and "rising" not in why.message
+    # a rising reading says how much of the bound its extrapolation added
+    obs = Observations(**{**base.__dict__, "reactive": ReactiveSummary(150.0, "reading", 1.5, 500, rise=20.0)})
+    assert "the reading rising by 20 req/s extrapolated" in decide(policy(), obs, state, 0.0)[2].message
     # the forecast's own bound won: the predictive design, unchanged
     obs = Observations(**{**base.__dict__, "reactive": ReactiveSummary(300.0, "forecast", 3.0, 500)})
     actions, _, why = decide(policy(), obs, state, 0.0)
@@ -163,12 +166,45 @@ def test_until_calibrated_the_reading_bound_is_the_policys_headroom() -> None:
     rng = np.random.default_rng(8)
     values = 50 + rng.normal(0, 0.5, 400)  # a smooth series: once calibrated, far less headroom than 1/0.7
     early = feed(cal, values[:50])
-    assert all(b is not None and b.basis == "reading" and math.isclose(b.upper, v * prior) for b, v in zip(early, values[:50], strict=True))
+    # the HPA's rule on the reading, extrapolated by its rise since the last one (horizon >= one step)
+    rises = np.maximum(0.0, np.diff(values[:50], prepend=values[0]))
+    assert all(b is not None and b.basis == "reading" and math.isclose(b.upper, (v + r) * prior)
+               for b, v, r in zip(early, values[:50], rises, strict=True))
     assert all(b is None for b in feed(bare, values[:50]))  # without a prior nothing is known yet
     assert all(len(loss) == 0 for loss in cal.loss.values())  # the prior is not a calibrated bound: never scored
     late = feed(cal, values[50:])[-1]
     assert late is not None and late.basis == "reading" and late.ratio < 1.1  # the data replaced the prior
     assert len(cal.loss["reading"]) > 0
+
+
+def test_a_rising_reading_is_extrapolated_by_its_slope_over_at_most_one_step() -> None:
+    cal = ReactiveCalibrator(horizon_seconds=2 * STEP, quantile=0.9, step_seconds=STEP, floor=0.1, window=2000,
+                             min_count=100, prior_ratio=1.0)
+    first = cal.observe(0.0, 100.0)
+    assert first is not None and first.rise == 0.0 and first.upper == 100.0  # no slope yet
+    half = cal.observe(STEP / 2, 115.0)  # +15 in half a step: heading for +30 over a step
+    assert half is not None and math.isclose(half.rise, 30.0) and math.isclose(half.upper, 145.0)
+    falling = cal.observe(STEP, 90.0)
+    assert falling is not None and falling.rise == 0.0  # a fall is the hold's business, not extrapolated
+    after_gap = cal.observe(4 * STEP, 150.0)  # the previous reading is three steps old: no slope from it
+    assert after_gap is not None and after_gap.rise == 0.0
+    short = ReactiveCalibrator(horizon_seconds=STEP / 4, quantile=0.9, step_seconds=STEP, floor=0.1, window=2000,
+                               min_count=100, prior_ratio=1.0)
+    short.observe(0.0, 100.0)
+    capped = short.observe(STEP / 4, 110.0)  # extrapolated over the horizon when that is under a step
+    assert capped is not None and math.isclose(capped.rise, 10.0)
+    # the reading's own window bounds the extrapolation: a rate over [30s] has shown a jump after 30 s ...
+    windowed = ReactiveCalibrator(horizon_seconds=2 * STEP, quantile=0.9, step_seconds=STEP, floor=0.1,
+                                  window=2000, min_count=100, prior_ratio=1.0, reading_window_seconds=STEP / 2)
+    windowed.observe(0.0, 100.0)
+    half_window = windowed.observe(STEP / 2, 115.0)
+    assert half_window is not None and math.isclose(half_window.rise, 15.0)
+    # ... and a gauge (no window) shows it at once: nothing to extrapolate
+    gauge = ReactiveCalibrator(horizon_seconds=2 * STEP, quantile=0.9, step_seconds=STEP, floor=0.1, window=2000,
+                               min_count=100, prior_ratio=1.0, reading_window_seconds=0.0)
+    gauge.observe(0.0, 100.0)
+    jump = gauge.observe(STEP / 2, 250.0)
+    assert jump is not None and jump.rise == 0.0 and jump.upper == 250.0
 
 
 def test_until_the_losses_speak_the_higher_bound_is_used() -> None:

@@ -89,6 +89,51 @@ def test_a_longer_forecast_adds_horizons_and_keeps_the_trained_ones() -> None:
     assert np.allclose(fresh._coef_recent[3:], model._coef_recent[3:])  # the added horizons: trained on the data of now
 
 
+def _sparse_hourly(seed: int, keep: float) -> tuple[np.ndarray, np.ndarray]:
+    """Hourly counts observed at a random ``keep`` fraction of the hours (rows with gaps in time between them)."""
+    times, values = seasonal_counts(24 * 7 * 5, seed=seed)
+    rows = np.random.default_rng(seed).random(times.size) < keep
+    return times[rows], values[rows]
+
+
+def test_lag_regression_trains_at_fit_the_horizons_a_gappy_series_asks_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a series with gaps, a forecast ``max_horizon`` rows ahead spans more slots: the fit trains the SPAN_QUANTILE
+    quantile of those spans at once, the same models the on-demand growth trains on that history, and the
+    forecasts asked for afterwards (within it) train nothing more."""
+    times, values = _sparse_hourly(21, 0.3)
+    model = LagRegression(step_seconds=HOUR, max_horizon=3, calibrate=False)
+    model.fit(times, values)
+    slots = np.rint((times - times[0]) / HOUR).astype(np.int64)
+    expected = math.ceil(float(np.quantile(slots[3:] - slots[:-3], lag_regression.SPAN_QUANTILE)))
+    assert 3 < expected < lag_regression.MAX_HORIZON_MODELS  # (the test series is gappy enough to matter)
+    assert model._trained == expected
+    # the same coefficients as a fit of max_horizon grown on demand on the same history
+    monkeypatch.setattr(LagRegression, "_horizons_asked", lambda self: self.max_horizon)
+    grown = LagRegression(step_seconds=HOUR, max_horizon=3, calibrate=False)
+    grown.fit(times, values)
+    assert grown._trained == 3
+    grown._train_upto(expected)
+    for name in ("_coef_recent", "_coef_season", "_coef_cal", "_intercept"):
+        np.testing.assert_allclose(getattr(model, name), getattr(grown, name), rtol=1e-7, atol=1e-9)
+    monkeypatch.undo()
+    trainings = []
+    original = LagRegression._train_upto
+    monkeypatch.setattr(LagRegression, "_train_upto", lambda self, h, **kw: (trainings.append(h), original(self, h, **kw))[1])
+    for i, y in enumerate([40.0, 42.0, 45.0]):
+        model.learn_one(float(times[-1] + (i + 1) * HOUR), y)
+        model.forecast(expected)
+    assert trainings == []
+    model.forecast(expected + 1)  # (a rarer, longer gap: grown on demand as before)
+    assert trainings == [2 * expected]
+
+
+def test_lag_regression_on_a_gapless_series_trains_max_horizon() -> None:
+    times, values = seasonal_counts(24 * 7 * 5, seed=22)
+    model = LagRegression(step_seconds=HOUR, max_horizon=3, calibrate=False)
+    model.fit(times, values)
+    assert model._trained == 3
+
+
 def test_recent_range_follows_the_window_exactly(monkeypatch: pytest.MonkeyPatch) -> None:
     """The incrementally kept (min, max) equals numpy's on the window, also when an extreme leaves it."""
     monkeypatch.setattr(river_model, "RANGE_WINDOW", 50)

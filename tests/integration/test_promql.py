@@ -17,7 +17,7 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from careplane.operator.promql import QueryRejected, confine, selectors
+from careplane.operator.promql import QueryRejected, confine, duration_seconds, range_seconds, selectors
 from careplane.sandbox.prometheus import PrometheusServer, Series
 
 from .conftest import requires_prometheus
@@ -75,6 +75,23 @@ def test_rejections_name_the_selector_and_the_fix(query: str, message: str) -> N
 def test_selectors_are_reported() -> None:
     found = selectors("a + rate(b{c='d'}[1m])", NS)
     assert [(s.metric, s.text) for s in found] == [("a", "a"), ("b", "b{c='d'}")]
+
+
+@pytest.mark.parametrize(("query", "seconds"), [
+    ('sum(rate(http_requests_total{service="fhir-api"}[1m]))', 60.0),
+    ("sum(rate(a[90s])) / sum(rate(b[2m]))", 120.0),  # the longest window
+    ("rate(a[1h30m])", 5400.0),
+    ("max_over_time(rate(a[5m])[1h:1m])", 3600.0),  # a subquery's range, not its resolution
+    ('sum(careplane_demand{service="x"})', None),  # a gauge: an instant query averages over nothing
+    ("rate(a[1m]) ~ 3", None),  # unreadable: confine() rejects it with the reason
+])
+def test_the_window_a_demand_query_averages_over(query: str, seconds: float | None) -> None:
+    assert range_seconds(query, NS) == seconds
+
+
+def test_durations() -> None:
+    assert duration_seconds("1h30m") == 5400.0 and duration_seconds("250ms") == 0.25
+    assert duration_seconds("1x") is None and duration_seconds("") is None and duration_seconds("5m1") is None
 
 
 def test_namespace_must_be_a_valid_name() -> None:

@@ -39,7 +39,8 @@ class State:
 
 
 class Models:
-    def __init__(self, spec: Any, step_seconds: float) -> None:
+    def __init__(self, spec: Any, step_seconds: float, *, reading_window_seconds: float | None = None) -> None:
+        self.reading_window = reading_window_seconds
         self.rebuilt_with = -1
         self.seen: list[float | None] = []
         self.raw: list[Observations] = []
@@ -193,6 +194,7 @@ def test_active_scales_once_and_reports() -> None:
     assert again.changed == Actions()
     assert rig.metrics.history_calls == 1  # models rebuilt once, then updated incrementally
     assert rig.rec.models.rebuilt_with == 240  # 3600 s of history on a 15 s step, up to now - one interval
+    assert rig.rec.models.reading_window == 60.0  # the query's rate(...[1m]): a rise is extrapolated over 1 min
     assert rig.rec.models.seen == [120.0, 120.0]
 
 
